@@ -1,0 +1,1 @@
+"""Shared plumbing: typed config loading, Ray start-up, logging."""

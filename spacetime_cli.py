@@ -1,0 +1,5 @@
+"""spacetime command line (placeholder during bootstrap)."""
+
+
+def main() -> None:  # replaced below
+    raise SystemExit("bootstrap")
