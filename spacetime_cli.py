@@ -12,7 +12,7 @@ import logging
 import sys
 
 # module, in the order the sub-commands are listed in --help
-_COMMAND_MODULES = ("curate.cli", "recaption.cli", "train.cli", "report.cli", "demo")
+_COMMAND_MODULES = ("curate.cli", "recaption.cli", "train.cli", "report.cli", "common.demo")
 
 log = logging.getLogger("spacetime")
 

@@ -67,7 +67,7 @@ def _texture(seed: int, h: int, w: int, plain: bool) -> np.ndarray:
     """A background: smooth coloured blobs (textured) or a dim flat tone with light grain."""
     rng = np.random.default_rng(seed)
     if plain:
-        tone = rng.integers(40, 90, size=3)
+        tone = int(rng.integers(40, 90)) + rng.integers(-6, 7, size=3)  # near-grey, dim
         img = np.empty((h, w, 3), np.float32)
         img[:] = tone
         img += rng.normal(0, 2.0, size=(h, w, 1))
