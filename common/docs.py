@@ -71,9 +71,10 @@ def render() -> str:
         for name, tname, default, fdoc in describe(cls):
             demo = _lookup(presets["demo"].get(section) or {}, name)
             full = _lookup(presets["full"].get(section) or {}, name)
+            tcell = tname.replace("|", "\\|")
+            meaning = " ".join(fdoc.split()).replace("|", "\\|")
             lines.append(
-                f"| `{name}` | {tname.replace('|', '\\|')} | `{default}` | {_cell(demo)} | "
-                f"{_cell(full)} | {' '.join(fdoc.split()).replace('|', '\\|')} |"
+                f"| `{name}` | {tcell} | `{default}` | {_cell(demo)} | {_cell(full)} | {meaning} |"
             )
         lines.append("")
     return "\n".join(lines)
