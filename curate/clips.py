@@ -1,0 +1,254 @@
+"""Clips: one decoding pass over a source yields scene cuts, spans and the re-encoded clips.
+
+Each frame is decoded once at the output size (decord resizes on decode; PyAV where decord
+cannot), fed downscaled to PySceneDetect, and — when it falls on the output frame-rate grid —
+kept in a bounded buffer until the span planner (``curate.scenes``) hands out a span. The span's
+frames are rotated, encoded to H.264/MP4 (``common.video.encode_mp4``) and scored right away
+(``curate.scoring.score_frames`` on the same frames: decode once).
+
+:func:`process_source` is the per-source stage: probe and split run in an isolated child
+process (``curate.isolation``), so a hang or a crash is a reject row, never a dead job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from curate.config import CurateConfig, clip_config_hash
+from curate.isolation import DecoderCrashed, DecodeTimeout, runner
+from curate.probe import ProbeError, apply_rotation, probe
+from curate.scenes import SpanPlanner, make_detector, mean_luma
+
+log = logging.getLogger(__name__)
+
+_DECORD_BATCH = 32
+
+
+def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(w, h) with the short side at most ``short_side``, never upscaled, both even."""
+    s = min(1.0, short_side / max(1, min(width, height)))
+    w = max(2, int(width * s + 1e-6) // 2 * 2)
+    h = max(2, int(height * s + 1e-6) // 2 * 2)
+    return w, h
+
+
+def clip_id(source_id: str, start_frame: int, end_frame: int, cfg_hash: str) -> str:
+    """Stable id of a clip: sha256 of its source, source-frame span and clip config, hex[:32]."""
+    key = f"{source_id}:{start_frame}:{end_frame}:{cfg_hash}".encode()
+    return hashlib.sha256(key).hexdigest()[:32]
+
+
+def _frames_decord(path: str, w: int, h: int) -> Iterator[tuple[float, np.ndarray]]:
+    import decord
+
+    vr = decord.VideoReader(path, ctx=decord.cpu(0), width=w, height=h, num_threads=1)
+    n = len(vr)
+    for s in range(0, n, _DECORD_BATCH):
+        idx = list(range(s, min(n, s + _DECORD_BATCH)))
+        ts = vr.get_frame_timestamp(idx)[:, 0]
+        batch = vr.get_batch(idx).asnumpy()
+        for t, f in zip(ts, batch, strict=True):
+            yield round(float(t), 6), f  # decord gives float32 seconds
+
+
+def _frames_pyav(path: str, w: int, h: int) -> Iterator[tuple[float, np.ndarray]]:
+    import av
+
+    with av.open(path, metadata_errors="ignore") as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for i, frame in enumerate(container.decode(stream)):
+            t = (
+                float(frame.time)
+                if frame.time is not None
+                else i / float(stream.average_rate or 25)
+            )
+            yield t, frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+
+
+def decode_frames(
+    path: str, width: int, height: int, rotation: int, decoder: str
+) -> Iterator[tuple[float, np.ndarray]]:
+    """(time in seconds, RGB frame) for every frame in order, as displayed: rotated by the
+    stream's display matrix and resized to ``width`` x ``height`` (displayed orientation).
+
+    decord rotates by itself and resizes after rotating; PyAV frames are resized in stored
+    orientation, then rotated here.
+    """
+    if decoder == "decord":
+        try:
+            it = _frames_decord(path, width, height)
+            first = next(it)
+        except StopIteration:
+            return
+        except Exception as e:  # decord raises its own error types; PyAV is the fallback
+            log.debug("decord cannot read %s (%s); using PyAV", path, e)
+        else:
+            yield first
+            yield from it
+            return
+    w, h = (height, width) if rotation in (90, 270) else (width, height)
+    for t, frame in _frames_pyav(path, w, h):
+        yield t, apply_rotation(frame, rotation)
+
+
+def _scorers(cfg: CurateConfig):
+    """(score_frames, key_frames or None) from ``curate.scoring``; (None, None) if absent."""
+    try:
+        from curate.scoring import key_frames, score_frames
+    except ImportError as e:
+        log.debug("curate.scoring unavailable (%s): clips carry no scores", e)
+        return None, None
+    wants_keys = bool(getattr(cfg.score, "model_scorers_enabled", False))
+    return score_frames, (key_frames if wants_keys else None)
+
+
+def split_source(
+    path: str, source_id: str, source_path: str, info: dict[str, Any], cfg: CurateConfig
+) -> list[dict[str, Any]]:
+    """Cut one probed source into clip rows (``_kind=clip``) and drop rows (``_kind=reject``)."""
+    from scenedetect import FrameTimecode
+
+    from common.video import encode_mp4
+
+    rot = int(info.get("rotation") or 0)
+    out_w, out_h = output_size(int(info["width"]), int(info["height"]), cfg.short_side)
+    src_fps = float(info["fps"])
+    out_fps = min(cfg.fps, src_fps)
+    det_scale = min(1.0, cfg.detect_width / out_w)
+    det_size = (max(16, int(out_w * det_scale)), max(16, int(out_h * det_scale)))
+    detector = make_detector(cfg, src_fps)
+    planner = SpanPlanner(cfg, src_fps)
+    cfg_hash = clip_config_hash(cfg)
+    score_frames, key_frames = _scorers(cfg)
+    import cv2
+
+    rows: list[dict[str, Any]] = []
+    times: list[float] = []
+    buf: dict[int, np.ndarray] = {}
+    base = {"source_id": source_id, "source_path": source_path}
+
+    def span_time(k: int) -> float:
+        return times[k] if k < len(times) else times[-1] + 1.0 / src_fps
+
+    def emit(span) -> None:
+        start_s, end_s = span_time(span.start), span_time(span.end)
+        if span.kind != "clip":
+            rows.append({**base, "_kind": "reject", "stage": "scenes", "reason": span.kind,
+                         "detail": f"{end_s - start_s:.2f}s span (min_seconds={cfg.min_seconds})"
+                         if span.kind == "scene_too_short" else "dark frames or a fade ramp",
+                         "start_s": start_s, "end_s": end_s})  # fmt: skip
+            return
+        frames = np.stack([buf[k] for k in sorted(buf) if span.start <= k < span.end])
+        cid = clip_id(source_id, span.start, span.end, cfg_hash)
+        row = {**base, "clip_id": cid, "start_s": start_s, "end_s": end_s}
+        try:
+            video = encode_mp4(frames, out_fps, crf=cfg.crf)
+        except Exception as e:  # noqa: BLE001 - any encoder failure is a named reject
+            rows.append({**row, "_kind": "reject", "stage": "clip", "reason": "encode_failed",
+                         "detail": f"{type(e).__name__}: {e}"})  # fmt: skip
+            return
+        row.update(_kind="clip", scene_index=scene_of(span.start), fps=out_fps,
+                   num_frames=len(frames), width=frames.shape[2], height=frames.shape[1],
+                   video=video)  # fmt: skip
+        if score_frames is not None:
+            try:
+                row.update(score_frames(frames, out_fps, cfg.score))
+                if key_frames is not None:
+                    row["_key_frames"] = list(key_frames(frames, out_fps, cfg.score))
+            except Exception as e:  # noqa: BLE001 - a scorer failure is a named reject
+                rows.append({**row, "_kind": "reject", "stage": "score", "reason": "score_failed",
+                             "detail": f"{type(e).__name__}: {e}", "video": None})  # fmt: skip
+                return
+        rows.append(row)
+
+    cuts: list[int] = []
+
+    def scene_of(frame: int) -> int:
+        return sum(1 for c in cuts if c <= frame)
+
+    last_slot = -1
+    t0 = None
+    i = -1
+    try:
+        for i, (t, rgb) in enumerate(decode_frames(path, out_w, out_h, rot, cfg.decoder)):
+            t0 = t if t0 is None else t0
+            times.append(t)
+            small = (
+                rgb if det_scale >= 1.0 else cv2.resize(rgb, det_size, interpolation=cv2.INTER_AREA)
+            )
+            bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
+            planner.add_frame(mean_luma(bgr))
+            for c in detector.process_frame(FrameTimecode(i, fps=src_fps), bgr):
+                cuts.append(c.frame_num)
+                planner.add_cut(c.frame_num)
+            slot = math.floor((t - t0) * out_fps + 1e-6)
+            if slot > last_slot:
+                buf[i] = rgb
+                last_slot = slot
+            for span in planner.advance():
+                emit(span)
+            hold = planner.hold_from
+            for k in [k for k in buf if k < hold]:
+                del buf[k]
+    except Exception as e:  # noqa: BLE001 - a mid-stream decode error keeps what came before
+        rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "decode_error",
+                     "detail": f"after frame {i}: {type(e).__name__}: {e}",
+                     "start_s": times[-1] if times else None})  # fmt: skip
+    if times:
+        for c in detector.post_process(FrameTimecode(len(times) - 1, fps=src_fps)) or []:
+            cuts.append(c.frame_num)
+            planner.add_cut(c.frame_num)
+    for span in planner.finish():
+        emit(span)
+    return rows
+
+
+def process_source(
+    local_path: str, source_id: str, source_path: str, size: int, cfg: CurateConfig
+) -> list[dict[str, Any]]:
+    """Probe then split one source in the isolated child; returns all of its rows, always
+    including exactly one ``_kind=source`` row (status ok or failed)."""
+    src_row: dict[str, Any] = {
+        "_kind": "source", "source_id": source_id, "source_path": source_path,
+        "size_bytes": size, "status": "ok",
+    }  # fmt: skip
+    base = {"source_id": source_id, "source_path": source_path}
+
+    def failed(stage: str, reason: str, detail: str) -> list[dict[str, Any]]:
+        src_row.update(status="failed", error=f"{reason}: {detail}", num_clips=0)
+        return [
+            src_row,
+            {**base, "_kind": "reject", "stage": stage, "reason": reason, "detail": detail},
+        ]
+
+    run = runner()
+    try:
+        info = run.call(probe, local_path, timeout=cfg.probe_timeout_s)
+    except ProbeError as e:
+        return failed("probe", e.reason, e.detail)
+    except DecodeTimeout as e:
+        return failed("probe", "decode_timeout", str(e))
+    except DecoderCrashed as e:
+        return failed("probe", "decoder_crashed", str(e))
+    src_row.update(info)
+    timeout = cfg.split_timeout_s + cfg.split_timeout_per_video_s * float(info["duration_s"])
+    try:
+        rows = run.call(
+            split_source, local_path, source_id, source_path, info, cfg, timeout=timeout
+        )
+    except DecodeTimeout as e:
+        return failed("clip", "decode_timeout", str(e))
+    except DecoderCrashed as e:
+        return failed("clip", "decoder_crashed", str(e))
+    except Exception as e:  # noqa: BLE001 - an unexpected error in one source is a reject
+        log.exception("splitting %s failed", source_path)
+        return failed("clip", "split_error", f"{type(e).__name__}: {e}")
+    src_row["num_clips"] = sum(1 for r in rows if r["_kind"] == "clip")
+    return [src_row, *rows]

@@ -1,0 +1,160 @@
+"""Finalize a curate run: staged wave rows → ``OUT/clips``, ``OUT/rejects``, ``OUT/sources``
+and ``OUT/manifest.json``.
+
+Reads the complete waves (pyarrow, streaming the clip rows batch by batch), keeps only the
+sources of this listing, writes each clip_id once, turns duplicate sources and global-dedup
+drops into reject rows, and checks ``sources_seen == sources_ok + sources_failed``. Every
+table is validated on write (``schemas.validate``). Outputs are built under ``OUT/_work/final``
+and moved into place, so a crash here is repaired by the rerun.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.config import CurateConfig, config_dict
+from curate.manifest import build_manifest, rejects_by_reason, write_json_atomic
+from curate.sources import Source
+from schemas.tables import REJECTS, SOURCES
+
+log = logging.getLogger(__name__)
+
+_OUTPUTS = ("clips", "rejects", "sources")
+
+
+def _pair_mask(tbl: pa.Table, keys: pa.Array) -> pa.ChunkedArray:
+    k = pc.binary_join_element_wise(tbl.column("source_id"), tbl.column("source_path"), "\x00")
+    return pc.is_in(k, value_set=keys)
+
+
+def _keys(pairs: set[tuple[str, str]]) -> pa.Array:
+    return pa.array(sorted(f"{a}\x00{b}" for a, b in pairs), pa.string())
+
+
+def _first_per_pair(tbl: pa.Table) -> pa.Table:
+    seen: set[tuple[str, str]] = set()
+    keep = []
+    ids, paths = tbl.column("source_id").to_pylist(), tbl.column("source_path").to_pylist()
+    for sid, path in zip(ids, paths, strict=True):
+        keep.append((sid, path) not in seen)
+        seen.add((sid, path))
+    return tbl.filter(pa.array(keep, pa.bool_()))
+
+
+def finalize(
+    out: Path,
+    work: Path,
+    run_id: str,
+    cfg: CurateConfig,
+    sources: Sequence[Source],
+    unique: Sequence[Source],
+    dups: Sequence[tuple[Source, Source]],
+    waves: Sequence[Path],
+    address: str | None = None,
+) -> dict[str, Any]:
+    """Write the final tables and the manifest; returns the manifest."""
+    from curate.pipeline import STAGED, dedup_drops, staged_dataset, write_shards
+
+    current = {(s.source_id, s.path) for s in unique if not s.error}
+    keys = _keys(current)
+    staged = staged_dataset(waves) if waves else None
+    kind = pc.field("_kind")
+
+    def staged_rows(k: str, columns: list[str]) -> pa.Table:
+        if staged is None:
+            return pa.Table.from_pylist([], schema=pa.schema([STAGED.field(c) for c in columns]))
+        t = staged.to_table(columns=columns, filter=kind == k)
+        return (
+            _first_per_pair(t.filter(_pair_mask(t, keys)))
+            if k == "source"
+            else t.filter(_pair_mask(t, keys))
+        )
+
+    src_tbl = staged_rows("source", [f.name for f in SOURCES])
+    rej_tbl = staged_rows("reject", [f.name for f in REJECTS])
+    extra_src: list[dict[str, Any]] = []
+    extra_rej: list[dict[str, Any]] = []
+    for s in unique:
+        if s.error:
+            extra_src.append({"source_id": s.source_id or "unreadable", "source_path": s.path,
+                              "size_bytes": s.size, "status": "failed", "num_clips": 0,
+                              "error": f"unreadable_source: {s.error}"})  # fmt: skip
+            extra_rej.append({"source_path": s.path, "stage": "source",
+                              "reason": "unreadable_source", "detail": s.error})  # fmt: skip
+    for dup, orig in dups:
+        extra_src.append({"source_id": dup.source_id, "source_path": dup.path, "size_bytes": dup.size,
+                          "status": "duplicate", "num_clips": 0,
+                          "error": f"duplicate_source: same content as {orig.path}"})  # fmt: skip
+        extra_rej.append({"source_path": dup.path, "source_id": dup.source_id, "stage": "source",
+                          "reason": "duplicate_source", "detail": f"same content as {orig.path}"})  # fmt: skip
+
+    drops = dedup_drops(waves, {sid for sid, _ in current}, cfg, address) if staged else {}
+    dedup_rej: list[dict[str, Any]] = []
+    final = work / "final"
+    shutil.rmtree(final, ignore_errors=True)
+
+    def clip_tables() -> Iterator[pa.Table]:
+        if staged is None:
+            return
+        seen: set[str] = set()
+        for batch in staged.to_batches(filter=kind == "clip", batch_size=64):
+            t = pa.Table.from_batches([batch])
+            t = t.filter(_pair_mask(t, keys))
+            keep = []
+            for i, cid in enumerate(t.column("clip_id").to_pylist()):
+                ok = cid not in seen and cid not in drops
+                if cid in drops and cid not in seen:
+                    d = drops[cid]
+                    dedup_rej.append({
+                        "source_path": t.column("source_path")[i].as_py(),
+                        "source_id": t.column("source_id")[i].as_py(), "clip_id": cid,
+                        "stage": "dedup", "reason": d.get("reason", "near_duplicate"),
+                        "detail": d.get("detail"), "value": d.get("value"),
+                        "kept_clip_id": d.get("kept_clip_id"),
+                        "start_s": t.column("start_s")[i].as_py(), "end_s": t.column("end_s")[i].as_py(),
+                    })  # fmt: skip
+                seen.add(cid)
+                keep.append(ok)
+            if any(keep):
+                yield t.filter(pa.array(keep, pa.bool_()))
+
+    clips_kept = write_shards(clip_tables(), final / "clips", "clips", cfg)
+    all_rej = pa.concat_tables(
+        [rej_tbl, pa.Table.from_pylist(extra_rej + dedup_rej, schema=rej_tbl.schema)]
+    )
+    write_shards([all_rej], final / "rejects", "rejects", cfg)
+    all_src = pa.concat_tables([src_tbl, pa.Table.from_pylist(extra_src, schema=src_tbl.schema)])
+    write_shards([all_src], final / "sources", "sources", cfg)
+
+    statuses = all_src.column("status").to_pylist()
+    ok = sum(1 for s in statuses if s == "ok")
+    if len(statuses) != len(sources):
+        raise RuntimeError(
+            f"internal error: {len(statuses)} source rows for {len(sources)} sources"
+        )
+    rej_rows = all_rej.select(["stage", "reason", "clip_id"]).to_pylist()
+    counts = {
+        "sources_seen": len(sources),
+        "sources_ok": ok,
+        "sources_failed": len(sources) - ok,
+        "clips_kept": clips_kept,
+        "clips_rejected": sum(1 for r in rej_rows if r["clip_id"] is not None),
+    }
+    for name in _OUTPUTS:
+        dst = out / name
+        shutil.rmtree(dst, ignore_errors=True)
+        (final / name).rename(dst)
+    manifest = build_manifest(
+        run_id, config_dict(cfg), counts, rejects_by_reason(rej_rows),
+        extra={"waves": len(waves), "rejects": len(rej_rows)},
+    )  # fmt: skip
+    write_json_atomic(out / "manifest.json", manifest)
+    shutil.rmtree(final, ignore_errors=True)
+    return manifest

@@ -1,0 +1,191 @@
+"""Scenes: PySceneDetect cuts on downscaled frames, dark stretches and fades, and the plan of
+clip spans (``min_seconds`` .. ``max_seconds``, trimmed at every cut).
+
+The plan is built online, one frame at a time, so a source is decoded once and only a
+bounded window of frames is held: a frame's fate is final ``horizon`` frames after it was
+seen (the detector's reporting lag plus the longest fade ramp), and a clip span is handed out
+as soon as all its frames are final. Long scenes are cut greedily into ``max_seconds``
+chunks from the scene's first usable frame; a leftover shorter than ``min_seconds`` is a drop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from curate.config import CurateConfig
+
+log = logging.getLogger(__name__)
+
+GOOD, DARK, CUT = 0, 1, 2  # per-frame marks
+
+
+@dataclass(frozen=True)
+class Span:
+    """A planned span of source frames ``[start, end)``: a clip, or a piece that was dropped."""
+
+    start: int
+    end: int
+    kind: str
+    """``clip``, ``scene_too_short`` (a usable piece under min_seconds) or ``dark_or_fade``."""
+
+
+def make_detector(cfg: CurateConfig, fps: float):
+    """The configured PySceneDetect detector (fed BGR frames through ``process_frame``)."""
+    from scenedetect import AdaptiveDetector, ContentDetector
+
+    min_len = max(1, int(round(cfg.detector_min_scene_seconds * fps)))
+    if cfg.detector == "content":
+        return ContentDetector(threshold=cfg.content_threshold, min_scene_len=min_len)
+    return AdaptiveDetector(adaptive_threshold=cfg.adaptive_threshold, min_scene_len=min_len)
+
+
+def detector_lag(cfg: CurateConfig, fps: float) -> int:
+    """Frames a cut may be reported after the frame it happens at (window + flash filter)."""
+    return max(1, int(round(cfg.detector_min_scene_seconds * fps))) + 4
+
+
+class SpanPlanner:
+    """Turns per-frame luma and detector cuts into clip spans, online.
+
+    Call :meth:`add_frame` for every frame in order, :meth:`add_cut` for every cut the detector
+    reports (the index of a scene's first frame), :meth:`advance` after each frame to collect
+    spans that became final, and :meth:`finish` at the end of the stream.
+    """
+
+    def __init__(self, cfg: CurateConfig, fps: float):
+        self.cfg = cfg
+        self.min_len = max(1, math.ceil(cfg.min_seconds * fps - 1e-6))
+        self.max_len = max(self.min_len, int(math.floor(cfg.max_seconds * fps + 1e-6)))
+        self.fade_max = max(1, int(round(cfg.fade_max_seconds * fps)))
+        self.trim = cfg.trim_frames
+        self.horizon = max(self.fade_max + 1, detector_lag(cfg, fps) + self.trim + 1) + 1
+        self.luma: list[float] = []
+        self.mark = bytearray()
+        self.boundary: set[int] = set()  # frames that start a new scene
+        self.final = 0  # frames < final have been decided
+        self._cut_until = 0  # frames < this (not yet seen) are inside a cut's trim
+        self._rising = 0  # frames left in a fade-in ramp after a dark stretch
+        self._run: int | None = None
+        self._dark: int | None = None
+        self._out: list[Span] = []
+
+    @property
+    def n(self) -> int:
+        return len(self.luma)
+
+    @property
+    def hold_from(self) -> int:
+        """The oldest frame a caller must still keep (an open span may start there)."""
+        return self.final if self._run is None else min(self._run, self.final)
+
+    def add_frame(self, luma: float) -> None:
+        """Append the next frame's mean luma (0..255)."""
+        i = self.n
+        self.luma.append(float(luma))
+        cfg = self.cfg
+        m = GOOD
+        if luma <= cfg.dark_luma:
+            m = DARK
+            if i > 0 and self.luma[i - 1] > cfg.dark_luma:  # a dark stretch begins: fade-out ramp
+                j, lo = i - 1, max(self.final, i - self.fade_max)
+                while j >= lo and self.luma[j] > self.luma[j + 1] + cfg.fade_luma_step:
+                    self.mark[j] = max(self.mark[j], DARK)
+                    j -= 1
+            self._rising = self.fade_max
+        elif self._rising and i > 0 and luma > self.luma[i - 1] + cfg.fade_luma_step:
+            m = DARK  # still brightening out of a dark stretch
+            self._rising -= 1
+        else:
+            self._rising = 0
+        if i < self._cut_until:
+            m = max(m, CUT)
+        self.mark.append(m)
+
+    def add_cut(self, frame: int) -> None:
+        """A scene starts at ``frame``; frames within ``trim_frames`` of it are dropped."""
+        if frame <= 0:
+            return
+        if frame - self.trim < self.final:
+            log.debug("cut at %d reported after frame %d was final", frame, self.final)
+        self.boundary.add(frame)
+        for k in range(max(self.final, frame - self.trim), min(self.n, frame + self.trim)):
+            self.mark[k] = max(self.mark[k], CUT)
+        self._cut_until = max(self._cut_until, frame + self.trim)
+
+    def _close_run(self, at: int) -> None:
+        if self._run is not None:
+            if at - self._run >= self.min_len:
+                self._out.append(Span(self._run, at, "clip"))
+            elif at > self._run:
+                self._out.append(Span(self._run, at, "scene_too_short"))
+            self._run = None
+
+    def _close_dark(self, at: int) -> None:
+        if self._dark is not None:
+            self._out.append(Span(self._dark, at, "dark_or_fade"))
+            self._dark = None
+
+    def _decide(self, f: int) -> None:
+        m = self.mark[f]
+        if f in self.boundary:
+            self._close_run(f)
+        if m == DARK:
+            if self._dark is None:
+                self._dark = f
+        else:
+            self._close_dark(f)
+        if m != GOOD:
+            self._close_run(f)
+            return
+        if self._run is None:
+            self._run = f
+        if f + 1 - self._run >= self.max_len:
+            self._out.append(Span(self._run, f + 1, "clip"))
+            self._run = None
+
+    def advance(self) -> list[Span]:
+        """Decide every frame at least ``horizon`` behind the newest; return final spans."""
+        while self.final < self.n - self.horizon:
+            self._decide(self.final)
+            self.final += 1
+        out, self._out = self._out, []
+        return out
+
+    def finish(self) -> list[Span]:
+        """Decide the remaining frames at the end of the stream; return final spans."""
+        while self.final < self.n:
+            self._decide(self.final)
+            self.final += 1
+        self._close_run(self.n)
+        self._close_dark(self.n)
+        out, self._out = self._out, []
+        return out
+
+
+def plan_spans(
+    luma: Iterable[float], cuts: Iterable[int], cfg: CurateConfig, fps: float
+) -> list[Span]:
+    """Offline form of :class:`SpanPlanner` (cuts known up front), for tests and tools."""
+    planner = SpanPlanner(cfg, fps)
+    cut_list = sorted(set(int(c) for c in cuts))
+    spans: list[Span] = []
+    for i, v in enumerate(luma):
+        planner.add_frame(v)
+        while cut_list and cut_list[0] <= i:
+            planner.add_cut(cut_list.pop(0))
+        spans.extend(planner.advance())
+    spans.extend(planner.finish())
+    return spans
+
+
+def mean_luma(bgr: np.ndarray) -> float:
+    """Mean luma (BT.601) of a BGR uint8 frame."""
+    import cv2
+
+    b, g, r, _ = cv2.mean(bgr)
+    return float(0.114 * b + 0.587 * g + 0.299 * r)

@@ -1,0 +1,74 @@
+"""Clips: size (never upscaled, even), frame rate, rotation, encoded bytes match the row."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common.video import decode_mp4, video_info
+from curate.clips import clip_id, output_size, split_source
+from curate.config import CurateConfig
+from curate.probe import probe
+from curate.synthetic import Shot, write_video
+
+
+def test_output_size():
+    assert output_size(640, 272, 128) == (300, 128)
+    assert output_size(1280, 720, 480) == (852, 480)
+    assert output_size(100, 60, 128) == (100, 60)  # never upscaled
+    assert output_size(101, 61, 128) == (100, 60)  # even
+    assert output_size(272, 640, 128) == (128, 300)  # portrait
+
+
+def test_clip_id_is_stable_and_distinct():
+    a = clip_id("s", 0, 10, "h")
+    assert a == clip_id("s", 0, 10, "h") and len(a) == 32
+    assert (
+        len({a, clip_id("s", 0, 11, "h"), clip_id("t", 0, 10, "h"), clip_id("s", 0, 10, "g")}) == 4
+    )
+
+
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
+def test_bikes_rows_describe_their_bytes(bikes_mp4, decoder):
+    cfg = CurateConfig(decoder=decoder, short_side=64, fps=10)
+    rows = split_source(str(bikes_mp4), "b", str(bikes_mp4), probe(str(bikes_mp4)), cfg)
+    kept = [r for r in rows if r["_kind"] == "clip"]
+    assert kept
+    for r in kept:
+        info = video_info(r["video"])
+        assert (info["width"], info["height"]) == (r["width"], r["height"]) == (150, 64)
+        assert info["num_frames"] == r["num_frames"]
+        assert info["fps"] == pytest.approx(10.0) and r["fps"] == 10.0
+        assert r["num_frames"] == pytest.approx((r["end_s"] - r["start_s"]) * 10, abs=1.01)
+        assert info["codec"] == "h264"
+
+
+def test_slow_source_keeps_its_rate(tmp_path):
+    path = tmp_path / "slow.mp4"
+    write_video(path, [Shot(seconds=2.0)], width=64, height=48, fps=8)
+    rows = split_source(str(path), "s", "s", probe(str(path)), CurateConfig(fps=12))
+    kept = [r for r in rows if r["_kind"] == "clip"]
+    assert kept and all(r["fps"] == 8.0 for r in kept)  # frames are never duplicated
+
+
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
+def test_rotation_is_applied(tmp_path, decoder):
+    import av
+
+    path = tmp_path / "rot.mp4"
+    frame = np.zeros((32, 64, 3), np.uint8)
+    frame[:, :16] = 255  # a white band on the stored frame's left edge
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=12)
+        s.width, s.height, s.pix_fmt = 64, 32, "yuv420p"
+        s.set_display_rotation(90)  # shown rotated 90° counter-clockwise
+        for _ in range(24):
+            for p in s.encode(av.VideoFrame.from_ndarray(frame, "rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    rows = split_source(str(path), "r", "r", probe(str(path)), CurateConfig(decoder=decoder))
+    kept = [r for r in rows if r["_kind"] == "clip"]
+    assert kept and (kept[0]["width"], kept[0]["height"]) == (32, 64)
+    img = decode_mp4(kept[0]["video"])[0].mean(axis=(1, 2))  # per displayed row
+    assert img[-16:].mean() > 200 and img[:40].mean() < 50  # left edge turned to the bottom

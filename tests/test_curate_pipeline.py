@@ -1,0 +1,206 @@
+"""``spacetime curate`` end to end on Ray Data: broken corpus, real footage, rerun, outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from corpus import corrupt_corpus
+
+from curate.cli import main
+from curate.config import CurateConfig
+from curate.pipeline import run_curate
+from schemas.tables import MANIFEST_FIELDS
+from schemas.validate import check_files
+
+BIKES_CUTS = (0, 30, 76, 137, 187, 242, 250)
+
+
+def read(out: Path, table: str) -> list[dict]:
+    files = sorted(str(p) for p in (out / table).glob("*.parquet"))
+    check_files(files, table)  # every output file validates against its schema
+    return [r for f in files for r in pq.read_table(f).to_pylist()]
+
+
+def all_files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+def test_broken_corpus_every_source_accounted_for(ray_session, tmp_path, bikes_mp4):
+    inp = tmp_path / "in" / "odd ..dir ü"
+    expected = corrupt_corpus(inp, bikes_mp4)
+    out = tmp_path / "out"
+    before = all_files(tmp_path)
+    m = run_curate([str(tmp_path / "in")], out, CurateConfig(wave_size=4))
+    # nothing written outside OUT
+    assert {p for p in all_files(tmp_path) - before if out not in p.parents} == set()
+    assert set(m) >= set(MANIFEST_FIELDS)
+    c = m["counts"]
+    assert c["sources_seen"] == len(expected) == c["sources_ok"] + c["sources_failed"]
+    assert c["sources_ok"] == 2 and c["sources_failed"] == 6
+
+    rejects = read(out, "rejects")
+    by_file = {}
+    for r in rejects:
+        if r["clip_id"] is None and r["stage"] in ("source", "probe"):
+            by_file.setdefault(Path(r["source_path"]).name, []).append(r["reason"])
+    assert by_file == {n: [r] for n, r in expected.items() if r}
+    assert all(r["detail"] for r in rejects if r["stage"] in ("source", "probe"))
+    assert m["rejects_by_reason"]["probe"] == {
+        "empty_file": 1, "no_video_stream": 1, "not_a_video": 1, "truncated_file": 1,
+        "undecodable_first_frame": 1,
+    }  # fmt: skip
+    assert m["rejects_by_reason"]["source"] == {"duplicate_source": 1}
+
+    sources = read(out, "sources")
+    assert sorted(Path(s["source_path"]).name for s in sources) == sorted(expected)
+    status = {Path(s["source_path"]).name: s["status"] for s in sources}
+    assert status["same content, other name.mp4"] == "duplicate"
+    assert status["good clip ünïcode.mp4"] == "ok" and status["real.mp4"] == "ok"
+
+    clips = read(out, "clips")
+    assert len(clips) == c["clips_kept"] > 0
+    assert len({r["clip_id"] for r in clips}) == len(clips)
+    assert {Path(r["source_path"]).name for r in clips} <= {"good clip ünïcode.mp4", "real.mp4"}
+    for r in clips:
+        if Path(r["source_path"]).name == "real.mp4":  # bikes: inside one shot
+            a, b = r["start_s"] * 25, r["end_s"] * 25
+            assert any(
+                s - 1e-3 <= a and b <= e + 1e-3
+                for s, e in zip(BIKES_CUTS, BIKES_CUTS[1:], strict=False)
+            )
+        assert min(r["width"], r["height"]) <= 128 and r["width"] % 2 == 0 == r["height"] % 2
+
+
+def test_cli_real_footage_and_rerun(ray_session, tmp_path, bikes_mp4, bunny_mp4):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(bikes_mp4, inp / "bikes.mp4")
+    shutil.copy(bunny_mp4, inp / "bunny.mp4")
+    out = tmp_path / "out"
+    argv = ["curate", str(inp), "--output", str(out), "--no-progress"]
+    assert main(argv) == 0
+    m1 = json.loads((out / "manifest.json").read_text())
+    clips1 = read(out, "clips")
+    assert m1["counts"]["sources_ok"] == 2 and m1["counts"]["clips_kept"] == len(clips1) >= 7
+    bunny = [r for r in clips1 if r["source_path"].endswith("bunny.mp4")]
+    assert {r["scene_index"] for r in bunny} == {0}  # one shot
+    waves = sorted(os.listdir(out / "_work" / "waves"))
+    # rerun: nothing to do, same clips
+    assert main(argv) == 0
+    assert sorted(os.listdir(out / "_work" / "waves")) == waves
+    assert sorted(r["clip_id"] for r in read(out, "clips")) == sorted(r["clip_id"] for r in clips1)
+    m2 = json.loads((out / "manifest.json").read_text())
+    assert m2["run_id"] == m1["run_id"] and m2["counts"] == m1["counts"]
+    # a config that changes the clips is refused on the same OUT (exit 2), --restart allows it
+    assert main([*argv, "--set", "max_seconds=3"]) == 2
+    assert main([*argv, "--set", "max_seconds=3", "--restart"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["run_id"] != m1["run_id"]
+
+
+def test_bad_override_is_a_clear_error(tmp_path, capsys, caplog):
+    rc = main(["curate", str(tmp_path), "--output", str(tmp_path / "o"), "--set", "nope=1"])
+    assert rc == 2
+    assert "nope" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["s3-like"])
+def test_uri_sources(ray_session, tmp_path, bikes_mp4, kind):
+    """Remote sources go through pyarrow.fs (file:// here; s3:// takes the same path)."""
+    shutil.copy(bikes_mp4, tmp_path / "b.mp4")
+    out = tmp_path / "out"
+    m = run_curate([f"file://{tmp_path}/b.mp4"], out, CurateConfig(short_side=64))
+    assert m["counts"]["sources_ok"] == 1 and m["counts"]["clips_kept"] == 5
+    assert not (out / "_work" / "scratch").exists()  # local copies cleaned up
+
+
+def _fake_module(monkeypatch, name, **attrs):
+    import types
+
+    mod = types.ModuleType(name)
+    for k, v in attrs.items():
+        setattr(mod, k, v)
+    monkeypatch.setitem(sys.modules, name, mod)
+    return mod
+
+
+def test_scores_come_from_the_clip_frames(monkeypatch, bikes_mp4):
+    """Decode once: score_frames sees exactly the frames that were encoded."""
+    from dataclasses import dataclass
+
+    from curate.clips import split_source
+    from curate.probe import probe
+
+    seen = []
+
+    def score_frames(frames, fps, cfg):
+        seen.append(frames.shape)
+        return {"luma_mean": float(frames.mean()), "motion": 1.5}
+
+    _fake_module(monkeypatch, "curate.scoring", score_frames=score_frames,
+                 key_frames=lambda frames, fps, cfg: [b"jpeg0", b"jpeg1"])  # fmt: skip
+
+    @dataclass(frozen=True)
+    class Score:
+        model_scorers_enabled: bool = True
+
+    cfg = CurateConfig(score=Score())
+    rows = split_source(str(bikes_mp4), "b", "b", probe(str(bikes_mp4)), cfg)
+    kept = [r for r in rows if r["_kind"] == "clip"]
+    assert [(r["num_frames"], r["height"], r["width"], 3) for r in kept] == seen
+    assert all(r["motion"] == 1.5 and r["_key_frames"] == [b"jpeg0", b"jpeg1"] for r in kept)
+
+
+def test_filter_stage_turns_clips_into_named_rejects(monkeypatch):
+    from curate.pipeline import filter_batch, to_staged
+
+    def apply_filters(row, cfg):
+        if row["motion"] < 1.0:
+            return {
+                "reason": "min_motion",
+                "detail": f"motion {row['motion']} < 1.0",
+                "value": row["motion"],
+            }
+        return None
+
+    _fake_module(monkeypatch, "curate.filters", apply_filters=apply_filters)
+    base = {"source_id": "s", "source_path": "p", "start_s": 0.0, "end_s": 1.0, "fps": 12.0,
+            "num_frames": 12, "width": 4, "height": 4, "video": b"v", "_key_frames": [b"k"]}  # fmt: skip
+    batch = to_staged([
+        {**base, "_kind": "clip", "clip_id": "slow", "motion": 0.2},
+        {**base, "_kind": "clip", "clip_id": "fast", "motion": 3.0},
+        {"_kind": "source", "source_id": "s", "source_path": "p", "status": "ok"},
+    ])  # fmt: skip
+    out = {r["clip_id"]: r for r in filter_batch(batch, CurateConfig()).to_pylist() if r["clip_id"]}
+    assert out["slow"]["_kind"] == "reject" and out["slow"]["stage"] == "filter"
+    assert out["slow"]["reason"] == "min_motion" and out["slow"]["value"] == pytest.approx(0.2)
+    assert out["slow"]["video"] is None
+    assert out["fast"]["_kind"] == "clip" and out["fast"]["video"] == b"v"
+    assert all(r["_key_frames"] is None for r in out.values())  # transient column dropped
+
+
+def test_global_dedup_drops_become_rejects(monkeypatch, ray_session, tmp_path, bikes_mp4):
+    calls = []
+
+    def find_duplicates(ds, cfg):
+        ids = sorted(r["clip_id"] for r in ds.select_columns(["clip_id"]).take_all())
+        calls.append(ids)
+        return [{"clip_id": ids[0], "kept_clip_id": ids[1], "reason": "near_duplicate",
+                 "detail": "phash distance 3 <= 6", "value": 3.0}]  # fmt: skip
+
+    _fake_module(monkeypatch, "curate.dedup", find_duplicates=find_duplicates)
+    shutil.copy(bikes_mp4, tmp_path / "b.mp4")
+    out = tmp_path / "out"
+    m = run_curate([str(tmp_path / "b.mp4")], out, CurateConfig(short_side=64))
+    assert len(calls) == 1 and len(calls[0]) == 5  # every clip, once, after all sources
+    assert m["counts"]["clips_kept"] == 4 and m["rejects_by_reason"]["dedup"] == {
+        "near_duplicate": 1
+    }
+    dropped = [r for r in read(out, "rejects") if r["stage"] == "dedup"]
+    assert dropped[0]["clip_id"] == calls[0][0] and dropped[0]["kept_clip_id"] == calls[0][1]
+    assert calls[0][0] not in {r["clip_id"] for r in read(out, "clips")}
