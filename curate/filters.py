@@ -1,0 +1,142 @@
+"""Declarative clip filters: each rule of ``FilterConfig`` is a named check on one score.
+
+Rules run in the fixed order of ``RULES`` (the order of FilterConfig's fields); the first rule
+that trips names the drop: ``{"reason": rule name, "detail": "motion=0.0100 < min_motion=0.05",
+"value": 0.01}``, written as a ``stage=filter`` reject. A null score (scorer disabled or failed)
+never trips its rule; ``check_filter_config`` refuses, at start, a rule whose scorer is off.
+With ``score_only`` nothing is dropped (``evaluate_rules`` still reports what would be).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from common.config import ConfigError
+from curate.score_config import DedupConfig, FilterConfig, ScoreConfig
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One filter rule: the FilterConfig field, the reason it writes, the score it reads."""
+
+    field: str
+    reason: str
+    column: str
+    kind: str  # min | max | flag | not_in
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("drop_black", "black", "is_black", "flag"),
+    Rule("drop_frozen", "frozen", "is_frozen", "flag"),
+    Rule("min_seconds", "min_seconds", "_seconds", "min"),
+    Rule("min_luma", "min_luma", "luma_mean", "min"),
+    Rule("max_luma", "max_luma", "luma_mean", "max"),
+    Rule("max_dark_frac", "max_dark_frac", "dark_frac", "max"),
+    Rule("max_bright_frac", "max_bright_frac", "bright_frac", "max"),
+    Rule("max_static_frac", "max_static_frac", "static_frac", "max"),
+    Rule("min_motion", "min_motion", "motion", "min"),
+    Rule("max_motion", "max_motion", "motion", "max"),
+    Rule("min_sharpness", "min_sharpness", "sharpness", "min"),
+    Rule("min_colorfulness", "min_colorfulness", "colorfulness", "min"),
+    Rule("camera_motion_not_in", "camera_motion", "camera_motion", "not_in"),
+    Rule("max_text_area", "max_text_area", "text_area", "max"),
+    Rule("min_aesthetic", "min_aesthetic", "aesthetic", "min"),
+    Rule("max_nsfw", "max_nsfw", "nsfw", "max"),
+)
+"""Every rule, in evaluation order."""
+
+REASONS = tuple(r.reason for r in RULES)
+"""Every reason a filter reject can carry."""
+
+
+def _seconds(row: dict[str, Any]) -> float | None:
+    if row.get("start_s") is not None and row.get("end_s") is not None:
+        return float(row["end_s"]) - float(row["start_s"])
+    if row.get("num_frames") and row.get("fps"):
+        return float(row["num_frames"]) / float(row["fps"])
+    return None
+
+
+def _check(rule: Rule, row: dict[str, Any], cfg: FilterConfig) -> dict[str, Any] | None:
+    setting = getattr(cfg, rule.field)
+    if setting is None or setting is False or setting == ():
+        return None
+    value = _seconds(row) if rule.column == "_seconds" else row.get(rule.column)
+    if value is None or (isinstance(value, float) and value != value):  # null / NaN: no verdict
+        return None
+    if rule.kind == "flag":
+        if bool(value):
+            return {
+                "reason": rule.reason,
+                "detail": f"{rule.column}=true ({rule.field})",
+                "value": 1.0,
+            }
+        return None
+    if rule.kind == "not_in":
+        if value not in setting:
+            return None
+        conf = row.get("camera_confidence")
+        if cfg.min_camera_confidence is not None and (
+            conf is None or conf < cfg.min_camera_confidence
+        ):
+            return None
+        detail = f"{rule.column}={value} in {rule.field}={list(setting)}"
+        return {
+            "reason": rule.reason,
+            "detail": detail,
+            "value": None if conf is None else float(conf),
+        }
+    v = float(value)
+    if rule.kind == "min" and v < setting:
+        return {
+            "reason": rule.reason,
+            "detail": f"{rule.column}={v:.4g} < {rule.field}={setting:g}",
+            "value": v,
+        }
+    if rule.kind == "max" and v > setting:
+        return {
+            "reason": rule.reason,
+            "detail": f"{rule.column}={v:.4g} > {rule.field}={setting:g}",
+            "value": v,
+        }
+    return None
+
+
+def evaluate_rules(row: dict[str, Any], cfg: FilterConfig) -> list[dict[str, Any]]:
+    """Every rule ``row`` trips, in rule order (also under ``score_only``: for reporting)."""
+    return [d for rule in RULES if (d := _check(rule, row, cfg)) is not None]
+
+
+def apply_filters(row: dict[str, Any], cfg: FilterConfig) -> dict[str, Any] | None:
+    """None when ``row`` is kept, else the first tripped rule's drop ``{reason, detail, value}``."""
+    if cfg.score_only:
+        return None
+    for rule in RULES:
+        drop = _check(rule, row, cfg)
+        if drop is not None:
+            return drop
+    return None
+
+
+def check_filter_config(
+    filter_cfg: FilterConfig, score_cfg: ScoreConfig, dedup_cfg: DedupConfig | None = None
+) -> None:
+    """Raise ConfigError for a rule (or embedding dedup) that can never apply because its
+    scorer is off."""
+    problems = []
+    if (
+        dedup_cfg is not None
+        and dedup_cfg.enabled
+        and dedup_cfg.embedding
+        and not score_cfg.clip_model
+    ):
+        problems.append("curate.dedup.embedding needs curate.score.clip_model")
+    if filter_cfg.max_text_area is not None and not score_cfg.ocr:
+        problems.append("max_text_area needs curate.score.ocr=true")
+    if filter_cfg.min_aesthetic is not None and not score_cfg.aesthetic_head:
+        problems.append("min_aesthetic needs curate.score.aesthetic_head (and clip_model)")
+    if filter_cfg.max_nsfw is not None and not score_cfg.nsfw_model:
+        problems.append("max_nsfw needs curate.score.nsfw_model")
+    if problems:
+        raise ConfigError("curate.filters: " + "; ".join(problems))

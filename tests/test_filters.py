@@ -1,0 +1,92 @@
+"""Declarative filter rules: exact reasons, details, order, nulls, score_only, config checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common.config import ConfigError, from_dict
+from curate.filters import REASONS, RULES, apply_filters, check_filter_config, evaluate_rules
+from curate.score_config import DedupConfig, FilterConfig, ScoreConfig
+from curate.scoring import score_frames
+from curate.synthetic import Shot, render_shot
+
+
+def scored(shot: Shot, gain: float = 1.0) -> dict:
+    f = np.stack(list(render_shot(shot, 160, 96, 12.0)))
+    if gain != 1.0:
+        f = np.clip(f.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+    row = score_frames(f, 12.0, ScoreConfig(ocr=False))
+    return {
+        **row,
+        "clip_id": "c",
+        "start_s": 0.0,
+        "end_s": len(f) / 12.0,
+        "num_frames": len(f),
+        "fps": 12.0,
+    }
+
+
+def test_dark_clip_trips_the_exposure_rule():
+    cfg = FilterConfig(min_luma=40.0)
+    dark = scored(Shot(kind="static", seconds=1.0, background=3), gain=0.2)
+    drop = apply_filters(dark, cfg)
+    assert drop is not None and drop["reason"] == "min_luma"
+    assert drop["value"] == pytest.approx(dark["luma_mean"])
+    assert drop["detail"] == f"luma_mean={dark['luma_mean']:.4g} < min_luma=40"
+    assert apply_filters(scored(Shot(kind="static", seconds=1.0, background=3)), cfg) is None
+
+
+def test_motion_camera_black_and_frozen_rules():
+    static = scored(Shot(kind="static", seconds=1.0, background=3))
+    pan = scored(Shot(kind="pan", seconds=1.0, direction="right", speed=0.2))
+    black = scored(Shot(kind="black", seconds=1.0))
+    cfg = FilterConfig(min_motion=0.1)
+    assert apply_filters(static, cfg)["reason"] == "min_motion"
+    assert apply_filters(pan, cfg) is None
+    assert apply_filters(pan, FilterConfig(max_motion=1.0))["reason"] == "max_motion"
+    cam = apply_filters(pan, FilterConfig(camera_motion_not_in=("pan_right", "shaky")))
+    assert cam["reason"] == "camera_motion" and cam["detail"].startswith(
+        "camera_motion=pan_right in"
+    )
+    assert apply_filters(pan, FilterConfig(camera_motion_not_in=("pan_left",))) is None
+    assert apply_filters(black, FilterConfig())["reason"] == "black"  # on by default
+    assert apply_filters(static, FilterConfig()) is None  # frozen is off by default
+    assert apply_filters(static, FilterConfig(drop_frozen=True))["reason"] == "frozen"
+
+
+def test_rule_order_null_scores_and_score_only():
+    row = {"motion": 0.0, "sharpness": 1.0, "aesthetic": None, "start_s": 0.0, "end_s": 0.5}
+    cfg = FilterConfig(min_motion=0.5, min_sharpness=10.0, min_aesthetic=5.0, min_seconds=1.0)
+    assert apply_filters(row, cfg)["reason"] == "min_seconds"  # first in rule order
+    assert [d["reason"] for d in evaluate_rules(row, cfg)] == [
+        "min_seconds",
+        "min_motion",
+        "min_sharpness",
+    ]
+    assert apply_filters({**row, "end_s": 2.0}, cfg)["reason"] == "min_motion"
+    only = FilterConfig(score_only=True, min_motion=0.5)
+    assert (
+        apply_filters(row, only) is None and evaluate_rules(row, only)[0]["reason"] == "min_motion"
+    )
+    assert apply_filters({"motion": None}, FilterConfig(min_motion=1.0)) is None
+
+
+def test_every_filter_field_is_a_rule():
+    fields = set(FilterConfig.__dataclass_fields__) - {"score_only", "min_camera_confidence"}
+    assert {r.field for r in RULES} == fields
+    assert len(set(REASONS)) == len(REASONS)
+
+
+def test_config_check_and_yaml_coercion():
+    with pytest.raises(ConfigError, match="min_aesthetic needs"):
+        check_filter_config(FilterConfig(min_aesthetic=5.0), ScoreConfig())
+    with pytest.raises(ConfigError, match="max_text_area needs"):
+        check_filter_config(FilterConfig(max_text_area=0.1), ScoreConfig(ocr=False))
+    with pytest.raises(ConfigError, match="embedding needs"):
+        check_filter_config(FilterConfig(), ScoreConfig(), DedupConfig(embedding=True))
+    check_filter_config(FilterConfig(max_text_area=0.1, min_motion=0.2), ScoreConfig())
+    cfg = from_dict(FilterConfig, {"camera_motion_not_in": ["shaky"], "min_motion": 0.2})
+    assert cfg.camera_motion_not_in == ("shaky",)
+    with pytest.raises(ConfigError, match="unknown class"):
+        from_dict(FilterConfig, {"camera_motion_not_in": ["wobbly"]})
