@@ -1,0 +1,477 @@
+"""All the Ray wiring of ``spacetime recaption``: OUT/clips → OUT/pairs + caption rejects.
+
+One Ray Data job per run::
+
+    read_parquet(OUT/clips) .filter(clip_id not yet captioned or rejected)
+    → [map_batches(prepare_batch)            CPU tasks: decode, sample N frames, resize]
+    → map_batches(CaptionStage)              actor pool: back end + caption QA
+    → [map_batches(AlignmentStage)]          actor pool: open_clip score, min_alignment rule
+    → write_parquet(OUT/_recaption/<run>)    staged rows (pairs and rejects, told by _kind)
+
+then the driver streams the staged rows into ``OUT/pairs/part-<run>-NNNNN.parquet`` and
+``OUT/rejects/caption-<run>-NNNNN.parquet`` (each written under a hidden temporary name and
+renamed, so a killed run never leaves a half shard that counts), deletes the staging, and
+records the counts under ``recaption`` in OUT/manifest.json. A rerun reads the clip_ids of
+the committed pairs and caption rejects and captions only the others: never twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from common.config import ConfigError, to_dict
+from recaption.base import CaptionRequest, CaptionResult, WeightsMissing, make_backend
+from recaption.config import RecaptionConfig
+from recaption.frames import FRAME_COLUMNS, frames_from_row, prepare_batch
+from recaption.qa import check_caption, first_sentence, words
+from schemas.tables import PAIRS, REJECTS
+from schemas.validate import check_files, write_table
+
+log = logging.getLogger(__name__)
+
+STAGING = "_recaption"
+REJECT_PREFIX = "caption-"
+"""Caption reject shards are OUT/rejects/caption-*.parquet (never collide with curate's)."""
+
+
+def _staged_schema() -> pa.Schema:
+    fields: dict[str, pa.Field] = {"_kind": pa.field("_kind", pa.string())}
+    for schema in (PAIRS, REJECTS):
+        for f in schema:
+            fields.setdefault(f.name, pa.field(f.name, f.type, nullable=True))
+    fields["_tokens"] = pa.field("_tokens", pa.int64())
+    return pa.schema(list(fields.values()))
+
+
+STAGED = _staged_schema()
+"""Rows between the caption stage and the final tables: pairs and rejects (``_kind``)."""
+_WITH_FRAMES = pa.schema(
+    [*STAGED, pa.field("_frames", pa.binary()), pa.field("_frames_shape", pa.list_(pa.int32()))]
+)
+
+
+def _reject(
+    row: dict[str, Any], reason: str, detail: str | None, value: float | None = None
+) -> dict:
+    return {**row, "_kind": "reject", "stage": "caption", "reason": reason, "detail": detail,
+            "value": value, "video": None, "_frames": None, "_frames_shape": None}  # fmt: skip
+
+
+# --- stages (callable classes; Ray runs them) -------------------------------------------
+
+
+class CaptionStage:
+    """Caption back end + QA over a batch of clip rows → staged pair / reject rows."""
+
+    def __init__(self, cfg: RecaptionConfig, api_key: str | None = None, keep_frames: bool = False):
+        self.cfg = cfg
+        self.keep_frames = keep_frames
+        self.backend = make_backend(cfg, api_key=api_key)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        cfg, be = self.cfg, self.backend
+        rows = batch.to_pylist()
+        out: list[dict[str, Any]] = []
+        reqs: list[CaptionRequest] = []
+        live: list[dict[str, Any]] = []
+        for r in rows:
+            if r.get("_prep_error"):
+                out.append(_reject(r, "decode_error", r["_prep_error"]))
+                continue
+            frames = frames_from_row(r.get("_frames"), r.get("_frames_shape"))
+            meta = {k: v for k, v in r.items() if k != "video" and k not in FRAME_COLUMNS}
+            reqs.append(CaptionRequest(r["clip_id"], frames, meta))
+            live.append(r)
+        dense = self._caption(reqs, "dense")
+        passed: list[tuple[dict, CaptionRequest, str, int]] = []
+        for r, req, res in zip(live, reqs, dense, strict=True):
+            if res.text is None:
+                out.append(_reject(r, res.error or "model_error", res.detail))
+                continue
+            qa = check_caption(
+                res.text, cfg.min_words, cfg.max_words, cfg.trim_truncated, res.hit_limit
+            )
+            if qa.reason:
+                out.append({**_reject(r, qa.reason, qa.detail, qa.value), "_tokens": res.tokens})
+                continue
+            passed.append((r, req, qa.text, res.tokens))
+        shorts: list[str | None] = [None] * len(passed)
+        if cfg.short_caption == "first_sentence" or (
+            cfg.short_caption == "generate" and not be.needs_frames
+        ):
+            shorts = [first_sentence(text) for _, _, text, _ in passed]
+        elif cfg.short_caption == "generate" and passed:
+            got = self._caption([req for _, req, _, _ in passed], "short")
+            for i, ((r, req, text, tokens), res) in enumerate(zip(passed, got, strict=True)):
+                qa = check_caption(res.text, 3, 60, True, res.hit_limit) if res.text else None
+                shorts[i] = (
+                    qa.text if qa is not None and qa.reason is None else first_sentence(text)
+                )
+                passed[i] = (r, req, text, tokens + res.tokens)
+        now = dt.datetime.now(dt.timezone.utc)
+        for (r, _, text, tokens), short in zip(passed, shorts, strict=True):
+            row = {**r, "_kind": "pair", "caption": text, "caption_short": short,
+                   "caption_source": be.source, "caption_model_revision": be.revision,
+                   "caption_prompt_version": be.prompt_version, "captioned_at": now,
+                   "caption_words": len(words(text)), "_tokens": tokens}  # fmt: skip
+            if not self.keep_frames:
+                row["_frames"] = row["_frames_shape"] = None
+            out.append(row)
+        schema = _WITH_FRAMES if self.keep_frames else STAGED
+        return pa.Table.from_pylist(
+            [{k: v for k, v in o.items() if k in schema.names} for o in out], schema=schema
+        )
+
+    def _caption(self, reqs: list[CaptionRequest], kind: str) -> list[CaptionResult]:
+        """The back end's results; an unexpected exception fails these clips, not the job."""
+        if not reqs:
+            return []
+        try:
+            res = self.backend.caption(reqs, kind)  # type: ignore[arg-type]
+            if len(res) != len(reqs):
+                raise RuntimeError(f"back end returned {len(res)} results for {len(reqs)} clips")
+            return res
+        except Exception as e:  # noqa: BLE001 - one bad batch must not end the job
+            log.exception("caption back end failed on a batch of %d clips", len(reqs))
+            return [
+                CaptionResult(None, "model_error", f"{type(e).__name__}: {e}"[:500]) for _ in reqs
+            ]
+
+
+class AlignmentStage:
+    """open_clip caption–frame similarity for the pairs of a batch; ``min_alignment`` rule."""
+
+    def __init__(self, cfg: RecaptionConfig):
+        from recaption.alignment import AlignmentScorer
+
+        self.cfg = cfg
+        self.scorer = AlignmentScorer(
+            cfg.alignment_model, cfg.alignment_pretrained, cfg.alignment_checkpoint
+        )
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.to_pylist()
+        idx = [i for i, r in enumerate(rows) if r["_kind"] == "pair"]
+        frames = [frames_from_row(rows[i]["_frames"], rows[i]["_frames_shape"]) for i in idx]
+        texts = [rows[i]["caption_short"] or rows[i]["caption"] for i in idx]
+        try:
+            scores = self.scorer.score(frames, texts)
+        except Exception as e:  # noqa: BLE001 - the batch stays; alignment stays null
+            log.warning(
+                "alignment failed on a batch (%s: %s); alignment left null", type(e).__name__, e
+            )
+            scores = [None] * len(idx)
+        lo = self.cfg.min_alignment
+        for i, s in zip(idx, scores, strict=True):
+            rows[i]["alignment"] = s
+            if lo is not None and s is not None and s < lo:
+                rows[i] = _reject(
+                    rows[i], "low_alignment", f"alignment {s:.4f} < min_alignment {lo:g}", s
+                )
+        return pa.Table.from_pylist(
+            [{k: r.get(k) for k in STAGED.names} for r in rows], schema=STAGED
+        )
+
+
+# --- resume state ------------------------------------------------------------------------
+
+
+def _parquet_files(d: Path, prefix: str = "") -> list[Path]:
+    return (
+        sorted(p for p in d.glob(f"{prefix}*.parquet") if not p.name.startswith((".", "_")))
+        if d.is_dir()
+        else []
+    )
+
+
+def done_clip_ids(out: Path) -> set[str]:
+    """clip_ids already in OUT/pairs or in a caption reject (the resume key)."""
+    done: set[str] = set()
+    for f in _parquet_files(out / "pairs"):
+        done.update(
+            x for x in pq.read_table(f, columns=["clip_id"]).column("clip_id").to_pylist() if x
+        )
+    for f in _parquet_files(out / "rejects", REJECT_PREFIX):
+        done.update(
+            x for x in pq.read_table(f, columns=["clip_id"]).column("clip_id").to_pylist() if x
+        )
+    return done
+
+
+def _clean_partial(out: Path) -> None:
+    for d in (out / "pairs", out / "rejects"):
+        for stale in d.glob(".*.tmp") if d.is_dir() else []:
+            log.info("removing unfinished shard %s", stale)
+            stale.unlink(missing_ok=True)
+    shutil.rmtree(out / STAGING, ignore_errors=True)
+
+
+# --- output --------------------------------------------------------------------------------
+
+
+def _commit(tbl: pa.Table, path: Path, table: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write_table(tbl, str(tmp), table)
+    os.replace(tmp, path)
+
+
+def _write_outputs(staged: Path, out: Path, run: str, shard_rows: int) -> dict[str, Any]:
+    """Stream the staged rows into committed pairs / reject shards; returns this run's counts."""
+    files = sorted(str(f) for f in staged.rglob("*.parquet"))
+    pairs_dir, rej_dir = out / "pairs", out / "rejects"
+    pairs_dir.mkdir(parents=True, exist_ok=True)
+    rej_dir.mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
+    stats: dict[str, Any] = {"captioned": 0, "rejected": 0, "tokens": 0, "by_reason": Counter()}
+    pending: dict[str, list[pa.Table]] = {"pair": [], "reject": []}
+    count = {"pair": 0, "reject": 0}
+    shard = {"pair": 0, "reject": 0}
+
+    def flush(kind: str) -> None:
+        if not pending[kind]:
+            return
+        t = pa.concat_tables(pending[kind])
+        if kind == "pair":
+            _commit(
+                t.select(PAIRS.names), pairs_dir / f"part-{run}-{shard[kind]:05d}.parquet", "pairs"
+            )
+        else:
+            name = f"{REJECT_PREFIX}{run}-{shard[kind]:05d}.parquet"
+            _commit(t.select(REJECTS.names), rej_dir / name, "rejects")
+        shard[kind] += 1
+        pending[kind], count[kind] = [], 0
+
+    def batches() -> Iterator[pa.Table]:
+        if files:
+            for b in pads.dataset(files, format="parquet", schema=STAGED).to_batches(batch_size=64):
+                yield pa.Table.from_batches([b], schema=STAGED)
+
+    for t in batches():
+        keep = []
+        for cid in t.column("clip_id").to_pylist():
+            keep.append(cid not in seen)
+            seen.add(cid)
+        t = t.filter(pa.array(keep, pa.bool_()))
+        for kind in ("pair", "reject"):
+            part = t.filter(pc.equal(t.column("_kind"), kind))
+            if part.num_rows == 0:
+                continue
+            stats["tokens"] += int(pc.sum(part.column("_tokens")).as_py() or 0)
+            if kind == "pair":
+                stats["captioned"] += part.num_rows
+            else:
+                stats["rejected"] += part.num_rows
+                stats["by_reason"].update(part.column("reason").to_pylist())
+            pending[kind].append(part)
+            count[kind] += part.num_rows
+            if count[kind] >= shard_rows:
+                flush(kind)
+    flush("pair")
+    flush("reject")
+    stats["by_reason"] = dict(sorted(stats["by_reason"].items()))
+    return stats
+
+
+def totals(out: Path) -> dict[str, Any]:
+    """Counts over the whole OUT: clips, pairs, caption rejects (by reason), still pending."""
+    clips = sum(pq.ParquetFile(f).metadata.num_rows for f in _parquet_files(out / "clips"))
+    pairs = sum(pq.ParquetFile(f).metadata.num_rows for f in _parquet_files(out / "pairs"))
+    reasons: Counter[str] = Counter()
+    for f in _parquet_files(out / "rejects", REJECT_PREFIX):
+        reasons.update(pq.read_table(f, columns=["reason"]).column("reason").to_pylist())
+    rejected = sum(reasons.values())
+    return {
+        "counts": {
+            "clips_seen": clips,
+            "pairs": pairs,
+            "caption_rejected": rejected,
+            "pending": max(0, clips - pairs - rejected),
+        },  # fmt: skip
+        "rejects_by_reason": dict(sorted(reasons.items())),
+    }
+
+
+def update_manifest(out: Path, section: dict[str, Any]) -> dict[str, Any]:
+    """Read OUT/manifest.json, set its ``recaption`` key, write it back atomically."""
+    import json
+
+    from curate.manifest import write_json_atomic
+
+    path = out / "manifest.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data["recaption"] = section
+    write_json_atomic(path, data)
+    return data
+
+
+# --- the job ---------------------------------------------------------------------------
+
+
+def check_config(cfg: RecaptionConfig) -> None:
+    """Reject inconsistent settings and missing weights before any work starts."""
+    if cfg.min_alignment is not None and not cfg.alignment:
+        raise ConfigError("recaption.min_alignment needs recaption.alignment: true")
+    if cfg.num_frames < 1 or cfg.batch_size < 1 or cfg.replicas < 1:
+        raise ConfigError("recaption: num_frames, batch_size and replicas must be >= 1")
+    from recaption.prompts import get_prompts
+
+    try:
+        get_prompts(cfg.prompt_version)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    if cfg.backend == "transformers":
+        from recaption.backend_transformers import check_weights
+
+        check_weights(cfg.model, cfg.revision, cfg.allow_download)
+    elif cfg.backend == "openai" and not cfg.model:
+        raise ConfigError("recaption backend 'openai' needs --model (the name the server serves)")
+    if cfg.alignment:
+        from recaption.alignment import check_weights as check_clip
+
+        check_clip(cfg.alignment_model, cfg.alignment_pretrained, cfg.alignment_checkpoint)
+
+
+def run_recaption(
+    out: str | Path,
+    cfg: RecaptionConfig,
+    address: str | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Caption the clips of ``out`` not captioned yet; returns the manifest's recaption section.
+
+    Raises :class:`ConfigError` / :class:`WeightsMissing` / :class:`FileNotFoundError` before
+    starting work when the config, the weights or OUT/clips are not usable.
+    """
+    out = Path(out).resolve()
+    clip_files = _parquet_files(out / "clips")
+    if not clip_files:
+        raise FileNotFoundError(f"{out}/clips holds no Parquet files: run `spacetime curate` first")
+    check_files([str(f) for f in clip_files], "clips")
+    check_config(cfg)
+    _clean_partial(out)
+    done = done_clip_ids(out)
+    run = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    t0 = time.time()
+    todo = _pending_ids(clip_files, done)
+    log.info("%d clip(s) to caption, %d already captioned or rejected", todo, len(done))
+    stats: dict[str, Any] = {"captioned": 0, "rejected": 0, "tokens": 0, "by_reason": {}}
+    if todo:
+        stats = _run_job(out, clip_files, done, cfg, run, address, limit)
+    elapsed = time.time() - t0
+    section = {
+        "run_id": run,
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "backend": cfg.backend,
+        "model": cfg.model if cfg.backend != "attributes" else "attributes",
+        "prompt_version": cfg.prompt_version,
+        "config": to_dict(cfg),
+        **totals(out),
+        "last_run": {"skipped_done": len(done), **stats, "seconds": round(elapsed, 2)},
+    }
+    update_manifest(out, section)
+    log.info(
+        "recaption %s: %d captioned, %d rejected in %.1fs",
+        run,
+        stats["captioned"],
+        stats["rejected"],
+        elapsed,
+    )
+    return section
+
+
+def _pending_ids(clip_files: list[Path], done: set[str]) -> int:
+    """How many clips of OUT/clips are not done (reads only the clip_id column)."""
+    n = 0
+    for f in clip_files:
+        ids = pq.read_table(f, columns=["clip_id"]).column("clip_id").to_pylist()
+        n += sum(1 for x in ids if x not in done)
+    return n
+
+
+def build_dataset(
+    clip_files: list[Path],
+    done: set[str],
+    cfg: RecaptionConfig,
+    limit: int | None = None,
+) -> Any:
+    """The lazy Ray Dataset of staged rows (not executed). Frame preparation is its own CPU
+    task stage (its ``memory`` reservation keeps Ray from fusing it into the caption actors)."""
+    import ray
+    from ray.data.expressions import col
+
+    ds = ray.data.read_parquet([str(f) for f in clip_files])
+    if done:
+        ds = ds.filter(expr=col("clip_id").not_in(sorted(done)))
+    if limit is not None:
+        ds = ds.limit(limit)
+    api_key = os.environ.get(cfg.api_key_env) if cfg.backend == "openai" else None
+    if cfg.backend != "attributes" or cfg.alignment:
+        # decoded frames of a batch (+ decoder overhead): a real reservation that also keeps
+        # Ray from fusing this CPU stage into the caption actors (different remote args)
+        mem = cfg.prep_batch_size * cfg.num_frames * cfg.frame_size**2 * 3 * 2 + (128 << 20)
+        ds = ds.map_batches(prepare_batch, fn_kwargs={"num_frames": cfg.num_frames, "longest": cfg.frame_size},
+                            batch_size=cfg.prep_batch_size, num_cpus=cfg.prep_num_cpus, memory=mem,
+                            batch_format="pyarrow")  # fmt: skip
+    ds = ds.map_batches(
+        CaptionStage,
+        fn_constructor_kwargs={"cfg": cfg, "api_key": api_key, "keep_frames": cfg.alignment},
+        compute=ray.data.ActorPoolStrategy(size=cfg.replicas),
+        num_gpus=cfg.num_gpus if cfg.backend == "transformers" else 0,
+        num_cpus=cfg.actor_num_cpus,
+        # openai: a batch is one burst of concurrent requests, so never smaller than the pool
+        batch_size=max(cfg.batch_size, cfg.max_concurrency)
+        if cfg.backend == "openai"
+        else cfg.batch_size,
+        batch_format="pyarrow",
+    )
+    if cfg.alignment:
+        ds = ds.map_batches(AlignmentStage, fn_constructor_kwargs={"cfg": cfg},
+                            compute=ray.data.ActorPoolStrategy(size=1),
+                            num_gpus=cfg.alignment_num_gpus, num_cpus=cfg.actor_num_cpus,
+                            batch_size=cfg.batch_size, batch_format="pyarrow")  # fmt: skip
+    return ds
+
+
+def _run_job(
+    out: Path,
+    clip_files: list[Path],
+    done: set[str],
+    cfg: RecaptionConfig,
+    run: str,
+    address: str | None,
+    limit: int | None,
+) -> dict[str, Any]:
+    """Execute the job into OUT/_recaption/<run>, then commit the shards; this run's counts."""
+    from common.raylib import init_ray
+
+    init_ray(address)
+    staged = out / STAGING / run
+    build_dataset(clip_files, done, cfg, limit).write_parquet(str(staged))
+    stats = _write_outputs(staged, out, run, cfg.shard_max_rows)
+    shutil.rmtree(out / STAGING, ignore_errors=True)
+    return stats
+
+
+__all__ = [
+    "run_recaption",
+    "build_dataset",
+    "check_config",
+    "done_clip_ids",
+    "totals",
+    "CaptionStage",
+    "WeightsMissing",
+]
