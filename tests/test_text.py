@@ -1,0 +1,121 @@
+"""Text encoders: bundled MiniLM token embeddings, the caption cache, T5/umT5 from a local dir."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from train.text import TextConfig, build_text_encoder, minilm_path
+
+CAPTIONS = ["a red circle moving left", "a blue square", "a red circle moving left"]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return build_text_encoder(TextConfig(encoder="minilm", max_length=16))
+
+
+def test_minilm_token_embeddings_and_masks(minilm):
+    emb, mask = minilm.encode(CAPTIONS)
+    lengths = [len(minilm.tokenizer(c)["input_ids"]) for c in CAPTIONS]
+    assert minilm.dim == 384 and minilm.name == "minilm"
+    assert emb.dtype == torch.float32 and mask.dtype == torch.bool
+    assert emb.shape == (3, max(lengths), 384)
+    assert mask.sum(1).tolist() == lengths
+    assert torch.equal(emb[~mask], torch.zeros_like(emb[~mask]))  # padding is zero
+    assert emb[mask].abs().mean() > 0.01
+    torch.testing.assert_close(emb[0], emb[2])
+    assert not torch.allclose(emb[0, :2], emb[1, :2])
+    # Token embeddings, not just the pooled vector: they match the transformer directly.
+    tok = minilm.tokenizer([CAPTIONS[1]], return_tensors="pt")
+    with torch.no_grad():
+        ref = minilm.model(**tok).last_hidden_state[0]
+    torch.testing.assert_close(emb[1, : ref.shape[0]], ref, rtol=1e-4, atol=1e-4)
+
+
+def test_truncation_to_max_length(minilm):
+    emb, mask = minilm.encode(["word " * 100])
+    assert emb.shape[1] == 16 and mask.all()
+
+
+def test_cache_hit_avoids_recompute(tmp_path):
+    cfg = TextConfig(encoder="minilm", cache_dir=str(tmp_path / "cache"))
+    enc = build_text_encoder(cfg)
+    e1, m1 = enc.encode(CAPTIONS)
+    assert enc.encoded_count == 2  # the duplicate caption is encoded once
+    e2, m2 = enc.encode(list(reversed(CAPTIONS)))
+    assert enc.encoded_count == 2
+    torch.testing.assert_close(e2[0], e1[2])
+    files = list((tmp_path / "cache").rglob("*.safetensors"))
+    assert len(files) == 2
+    # A new process (a new encoder) reads the on-disk cache instead of encoding.
+    enc2 = build_text_encoder(cfg)
+    e3, m3 = enc2.encode(CAPTIONS)
+    assert enc2.encoded_count == 0
+    assert torch.equal(e3, e1) and torch.equal(m3, m1)
+    enc2.encode(["something new"])
+    assert enc2.encoded_count == 1
+
+
+def _tiny_encoder_dir(tmp_path, kind: str):
+    """A random tiny T5/umT5 encoder saved with save_pretrained, with a WordPiece tokenizer."""
+    import transformers
+
+    d = tmp_path / kind
+    if kind == "t5":
+        conf = transformers.T5Config(
+            vocab_size=30522, d_model=32, d_kv=8, num_heads=4, num_layers=2, d_ff=64
+        )
+        model = transformers.T5EncoderModel(conf)
+    else:
+        conf = transformers.UMT5Config(
+            vocab_size=30522, d_model=32, d_kv=8, num_heads=4, num_layers=2, d_ff=64
+        )
+        model = transformers.UMT5EncoderModel(conf)
+    model.save_pretrained(d)
+    src = minilm_path()
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(src / name, d / name)
+    return d, model.eval()
+
+
+@pytest.mark.parametrize("kind", ["t5", "umt5"])
+def test_t5_family_from_local_dir(tmp_path, kind):
+    import transformers
+
+    d, ref_model = _tiny_encoder_dir(tmp_path, kind)
+    enc = build_text_encoder(TextConfig(encoder=str(d), max_length=12))
+    expected_cls = transformers.UMT5EncoderModel if kind == "umt5" else transformers.T5EncoderModel
+    assert isinstance(enc.model, expected_cls)
+    assert enc.dim == 32 and enc.name == str(d)
+    emb, mask = enc.encode(["a green triangle moving up", "a dog"])
+    assert emb.shape[0] == 2 and emb.shape[2] == 32
+    tok = enc.tokenizer(["a dog"], return_tensors="pt")
+    with torch.no_grad():
+        ref = ref_model(**tok).last_hidden_state[0]
+    assert mask[1].sum() == ref.shape[0]
+    torch.testing.assert_close(emb[1, : ref.shape[0]], ref, rtol=1e-4, atol=1e-5)
+
+
+def test_missing_encoder_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="could not be loaded"):
+        build_text_encoder(TextConfig(encoder=str(tmp_path / "nope")))
+
+
+def test_open_clip_text_tower_from_local_weights_file(tmp_path):
+    random_enc = build_text_encoder(TextConfig(encoder="open_clip:ViT-B-32", max_length=20))
+    weights = tmp_path / "clip.pt"
+    torch.save(random_enc.model.state_dict(), weights)
+    enc = build_text_encoder(TextConfig(encoder=f"open_clip:ViT-B-32:{weights}", max_length=20))
+    assert enc.dim == 512 and enc.name.endswith(str(weights))
+    emb, mask = enc.encode(["a red circle", "a dog running fast"])
+    assert emb.shape == (2, 6, 512) and mask.sum(1).tolist() == [5, 6]  # SOT + words + EOT
+    torch.testing.assert_close(emb, random_enc.encode(["a red circle", "a dog running fast"])[0])
+    # The EOT token's feature, projected, is open_clip's pooled text embedding.
+    with torch.no_grad():
+        pooled = enc.model.encode_text(enc.tokenizer(["a dog running fast"]))
+    torch.testing.assert_close(
+        emb[1, 5] @ enc.model.text_projection, pooled[0], rtol=1e-4, atol=1e-4
+    )
