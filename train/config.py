@@ -1,0 +1,150 @@
+"""The training config: model, flow, text, latents, data and loop settings in one frozen dataclass.
+
+Resolved by ``load_train_config(preset, config_file, overrides)`` from the ``train:`` section
+of ``configs/<preset>.yaml``. ``spacetime train --preset tiny`` picks a *model* size preset
+(``train.model.MODEL_PRESETS``) on top of the ``demo`` YAML preset; ``--preset demo|full``
+picks a YAML preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from common.config import ConfigError, load_stage_config
+from train.flow import FlowConfig
+from train.latents import LatentConfig
+from train.model import MODEL_PRESETS, ModelConfig
+from train.text import TextConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (written to RUN/train_config.json)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The DiT: size preset (tiny, S, B, L, XL) and per-field overrides."""
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    """Rectified-flow objective and default sampler settings."""
+    text: TextConfig = field(default_factory=TextConfig)
+    """Text encoder; caption embeddings are computed once per caption before training."""
+    latents: LatentConfig = field(default_factory=LatentConfig)
+    """Pixel space (identity) or a video VAE; the trainer encodes each batch on its device."""
+
+    # -- data
+    num_frames: int = 8
+    """Frames per video sample (a VAE codec needs 1 + 4k)."""
+    frame_stride: int = 2
+    """Take every stride-th source frame (reduced for clips too short for the full span)."""
+    buckets: tuple[str, ...] = ("32x32", "48x32", "32x48")
+    """Frame sizes 'WIDTHxHEIGHT'; each clip is resized to cover, then centre-cropped to the
+    bucket whose aspect ratio is nearest its own. One bucket shape per batch."""
+    image_fraction: float = 0.1
+    """Share of rows (drawn per clip and epoch) used as single-frame images (joint image training)."""
+    batch_size: int = 4
+    """Samples per worker per micro-batch."""
+    loader_cpus: float = 0.5
+    """CPUs per Ray Data decode task."""
+    prefetch_batches: int = 2
+    """Batches each worker prefetches from its Ray Data shard."""
+
+    # -- optimisation
+    steps: int = 300
+    """Optimizer steps to train (a rerun with a larger value continues)."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate (reached after ``warmup`` steps, constant after)."""
+    warmup: int = 20
+    """Linear learning-rate warmup steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    betas: tuple[float, ...] = (0.9, 0.99)
+    """AdamW betas."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0 = off)."""
+    ema_decay: float = 0.99
+    """Decay of the EMA of the weights (generation uses the EMA)."""
+
+    # -- workers and precision
+    workers: int = 1
+    """Ray Train workers (data-parallel ranks)."""
+    cpus_per_worker: float = 1.0
+    """CPUs reserved per worker (fractional is fine)."""
+    use_gpu: bool = False
+    """One GPU per worker."""
+    strategy: str = "ddp"
+    """'ddp' (DistributedDataParallel) or 'fsdp' (FSDP2 fully_shard per block)."""
+    precision: str = "fp32"
+    """'fp32' or 'bf16' (autocast; only on GPU, CPU runs stay fp32)."""
+    compile: bool = False
+    """torch.compile the model."""
+    activation_checkpointing: bool = False
+    """Recompute each block in backward (less memory, ~30% more compute)."""
+
+    # -- bookkeeping
+    checkpoint_every: int = 100
+    """Save a checkpoint every N steps (and at the end)."""
+    keep_checkpoints: int = 3
+    """Checkpoints Ray Train keeps (older ones are deleted)."""
+    sample_every: int = 0
+    """Write sample videos every N steps to RUN/samples/ (0 = only at the end, -1 = never)."""
+    sample_prompts: tuple[str, ...] = ("a red circle moving right", "a blue square moving up")
+    """Fixed prompts for the sample videos."""
+    sample_steps: int = 10
+    """Euler steps for the sample videos."""
+    log_every: int = 10
+    """Report metrics (ray.train.report, TensorBoard) every N steps."""
+    seed: int = 0
+    """Seed of the model init, the data order and the noise."""
+    max_failures: int = 1
+    """Worker-group restarts from the last checkpoint after a worker dies."""
+
+    def resolved(self) -> TrainConfig:
+        """Validate and fill the model preset; raises ConfigError naming the bad field."""
+        if self.strategy not in ("ddp", "fsdp"):
+            raise ConfigError(f"train.strategy must be 'ddp' or 'fsdp', got {self.strategy!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"train.precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.model.preset not in MODEL_PRESETS:
+            raise ConfigError(
+                f"train.model.preset {self.model.preset!r} unknown; presets: {list(MODEL_PRESETS)}"
+            )
+        for name in ("num_frames", "batch_size", "steps", "grad_accum", "workers", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.image_fraction <= 1.0:
+            raise ConfigError(f"train.image_fraction must be in [0, 1], got {self.image_fraction}")
+        if not self.buckets:
+            raise ConfigError("train.buckets is empty; give sizes like '32x32'")
+        for b in self.buckets:
+            parse_size(b)
+        model = dataclasses.replace(
+            self.model.resolved(), checkpoint_activations=self.activation_checkpointing
+        )
+        return dataclasses.replace(self, model=model)
+
+    def bucket_sizes(self) -> list[tuple[int, int]]:
+        """Bucket sizes as (height, width)."""
+        return [parse_size(b)[::-1] for b in self.buckets]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'WxH' -> (width, height); ConfigError when malformed."""
+    try:
+        w, h = (int(v) for v in str(text).lower().split("x"))
+    except ValueError as e:
+        raise ConfigError(f"bucket size must look like WIDTHxHEIGHT, got {text!r}") from e
+    if w < 1 or h < 1:
+        raise ConfigError(f"bucket size must be positive, got {text!r}")
+    return w, h
+
+
+def load_train_config(
+    preset: str = "demo",
+    config_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """The ``train:`` section of a YAML preset, a config file and overrides, validated."""
+    return load_stage_config(TrainConfig, "train", preset, config_file, overrides).resolved()

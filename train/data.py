@@ -1,0 +1,503 @@
+"""Training data from pair shards: index, deterministic bucketed plan, Ray Data decode, per-rank shards.
+
+How a batch is made:
+
+1. ``pair_files(inputs)`` lists ``OUT/pairs/*.parquet`` of every input; ``scan_pairs`` reads the
+   light columns (clip id, size, frame count, caption; never the video bytes) with pyarrow and
+   records where each row lives (file, row group, row), sorted by ``clip_id`` so the order does
+   not depend on file listing. Captions get an index into the caption-embedding table
+   (``train.loop`` fills it once per caption with a Ray Data actor stage).
+2. ``epoch_batches`` is the plan of one epoch, a pure function of (index, config, seed, epoch):
+   each clip becomes a video row (``num_frames`` at ``frame_stride``, random start) or, with
+   probability ``image_fraction`` (or when too short), a single-frame row; it is assigned the
+   bucket size whose aspect ratio is nearest its own; rows are shuffled within each bucket
+   shape (T, H, W) and cut into global batches of ``batch_size * workers`` (the remainder of a
+   bucket waits for the next epoch's shuffle); the batch order is shuffled. Every batch has one
+   shape. ``plan_rows`` lays the epochs end to end and splits each global batch into one row
+   per rank, numbered by micro-batch ``mb``.
+3. Ray Data runs the plan: ``ray.data.from_items(plan rows)`` -> per rank ``filter(rank == r)``
+   -> ``map(load_local_batch)`` on CPU tasks, which reads each clip's ``video`` bytes from its
+   Parquet row group, decodes the planned frames (``common.video.decode_mp4``), resizes to
+   cover and centre-crops to the bucket, looks up the caption embeddings, and emits one row per
+   local batch: ``video`` (B, T, H, W, 3) uint8, ``text`` (B, L, D) float32, ``mask`` (B, L),
+   ``mb``, ``epoch``, ``hash`` (content hash of the batch) and ``errors``.
+   ``RankDataConfig`` (a ``ray.train.DataConfig``) hands rank r its own ordered pipeline, so
+   ``ray.train.get_dataset_shard("train")`` yields exactly the planned batches in order
+   (``preserve_order``), every rank the same number. No ``local_shuffle_buffer_size``.
+
+Resume: the data position is the micro-batch number. The driver starts the plan at the
+checkpoint's position; after a worker restart inside one run the loop skips rows with
+``mb`` below its checkpoint. Either way a resumed run sees the same batches as an
+uninterrupted one.
+
+A clip that cannot be read or decoded is replaced in its batch by a copy of a clip that could
+(so shapes and step counts stay equal across ranks) and named in the row's ``errors``; the
+loop logs it to ``RUN/batches/``. A batch with no readable clip raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from ray.train import DataConfig
+
+from schemas.validate import check_file
+from train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+INDEX_COLUMNS = ["clip_id", "num_frames", "width", "height", "fps", "caption"]
+"""Columns the index reads (the ``video`` bytes are read only by the decode tasks)."""
+
+
+# --------------------------------------------------------------------------- index
+
+
+def pair_files(inputs: Sequence[str | Path]) -> list[str]:
+    """Parquet files of each input: ``OUT`` (reads ``OUT/pairs/``), a directory, or a file."""
+    files: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_file():
+            found = [p]
+        elif (p / "pairs").is_dir():
+            found = sorted((p / "pairs").glob("*.parquet"))
+        elif p.is_dir():
+            found = sorted(p.glob("*.parquet"))
+        else:
+            raise FileNotFoundError(f"{item}: no such file or directory")
+        if not found:
+            raise FileNotFoundError(f"{item}: no pair shards (looked for {p}/pairs/*.parquet)")
+        files.extend(str(f) for f in found)
+    return files
+
+
+def _table_of(path: str) -> str:
+    meta = pq.read_schema(path).metadata or {}
+    name = (meta.get(b"spacetime.table") or b"pairs").decode()
+    return name if name in ("pairs", "latents") else "pairs"
+
+
+def scan_pairs(files: Sequence[str]) -> pa.Table:
+    """Index of all pairs: ``INDEX_COLUMNS`` plus ``file``, ``row_group``, ``row``, ``caption_idx``.
+
+    Sorted by ``clip_id``; a clip id seen in more than one file is kept once (first file).
+    """
+    parts = []
+    for f in files:
+        check_file(f, _table_of(f))
+        pf = pq.ParquetFile(f)
+        for rg in range(pf.metadata.num_row_groups):
+            t = pf.read_row_group(rg, columns=INDEX_COLUMNS)
+            n = t.num_rows
+            t = t.append_column("file", pa.array([f] * n, pa.string()))
+            t = t.append_column("row_group", pa.array([rg] * n, pa.int32()))
+            t = t.append_column("row", pa.array(np.arange(n, dtype=np.int32)))
+            parts.append(t)
+    if not parts:
+        raise ValueError("no pairs found in " + ", ".join(files))
+    tbl = pa.concat_tables(parts).sort_by([("clip_id", "ascending"), ("file", "ascending")])
+    ids = tbl.column("clip_id").to_pylist()
+    keep = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]]
+    if len(keep) < len(ids):
+        log.warning("%d duplicate clip id(s) across inputs kept once", len(ids) - len(keep))
+        tbl = tbl.take(keep)
+    captions = tbl.column("caption").to_pylist()
+    uniq = sorted(set(captions))
+    pos = {c: i for i, c in enumerate(uniq)}
+    return tbl.append_column("caption_idx", pa.array([pos[c] for c in captions], pa.int32()))
+
+
+def unique_captions(index: pa.Table) -> list[str]:
+    """Captions in ``caption_idx`` order."""
+    return sorted(set(index.column("caption").to_pylist()))
+
+
+# --------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class PlannedBatch:
+    """One global micro-batch: a bucket shape and, per sample, the clip and its frames."""
+
+    shape: tuple[int, int, int]
+    """(T, H, W) of every sample."""
+    rows: tuple[int, ...]
+    """Index rows (positions in the scanned index), ``batch_size * workers`` of them."""
+    frames: tuple[tuple[int, ...], ...]
+    """Source frame indices of each sample (length T)."""
+
+
+def nearest_bucket(width: int, height: int, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """The (height, width) in ``sizes`` whose log aspect ratio is closest to width/height."""
+    ar = math.log(max(width, 1) / max(height, 1))
+    return min(sizes, key=lambda hw: (abs(math.log(hw[1] / hw[0]) - ar), hw))
+
+
+def frame_indices(n: int, num_frames: int, stride: int, u: float) -> list[int] | None:
+    """``num_frames`` indices at ``stride`` (smaller for short clips) starting at a point chosen
+    by ``u`` in [0, 1); None when the clip has fewer than ``num_frames`` frames."""
+    if num_frames == 1:
+        return [min(int(u * n), n - 1)]
+    if n < num_frames:
+        return None
+    s = max(1, min(stride, (n - 1) // (num_frames - 1)))
+    span = (num_frames - 1) * s + 1
+    start = min(int(u * (n - span + 1)), n - span)
+    return [start + s * k for k in range(num_frames)]
+
+
+def epoch_batches(
+    index: pa.Table, cfg: TrainConfig, epoch: int, workers: int
+) -> tuple[list[PlannedBatch], dict[str, int]]:
+    """The shuffled, bucketed global micro-batches of ``epoch`` and row counts by kind."""
+    rng = np.random.default_rng([cfg.seed, epoch, 7])
+    nf = index.column("num_frames").to_numpy()
+    ws = index.column("width").to_numpy()
+    hs = index.column("height").to_numpy()
+    n = len(nf)
+    u_mode, u_start = rng.random(n), rng.random(n)
+    sizes = cfg.bucket_sizes()
+    groups: dict[tuple[int, int, int], list[tuple[int, tuple[int, ...]]]] = {}
+    counts = {"video": 0, "image": 0, "too_short_as_image": 0}
+    for i in range(n):
+        h, w = nearest_bucket(int(ws[i]), int(hs[i]), sizes)
+        t = 1 if (cfg.num_frames == 1 or u_mode[i] < cfg.image_fraction) else cfg.num_frames
+        idx = frame_indices(int(nf[i]), t, cfg.frame_stride, float(u_start[i]))
+        if idx is None:
+            t, idx = 1, frame_indices(int(nf[i]), 1, 1, float(u_start[i]))
+            counts["too_short_as_image"] += 1
+        counts["video" if t > 1 else "image"] += 1
+        groups.setdefault((t, h, w), []).append((i, tuple(idx)))
+    per = cfg.batch_size * workers
+    batches: list[PlannedBatch] = []
+    for shape in sorted(groups):
+        members = groups[shape]
+        order = rng.permutation(len(members))
+        for k in range(0, len(members) - per + 1, per):
+            chosen = [members[j] for j in order[k : k + per]]
+            batches.append(
+                PlannedBatch(shape, tuple(c[0] for c in chosen), tuple(c[1] for c in chosen))
+            )
+    counts["left_for_next_epoch"] = n - len(batches) * per
+    perm = rng.permutation(len(batches))
+    return [batches[j] for j in perm], counts
+
+
+def plan_rows(
+    index: pa.Table, cfg: TrainConfig, workers: int, start_mb: int, end_mb: int
+) -> Iterator[dict[str, Any]]:
+    """Plan rows for micro-batches ``start_mb <= mb < end_mb``: one row per (mb, rank).
+
+    Each row: ``mb``, ``epoch``, ``rank``, ``t``, ``h``, ``w``, ``clip_ids``, ``files``,
+    ``row_groups``, ``rows``, ``frames`` (B*T flattened), ``caption_idx``.
+    """
+    files = index.column("file").to_pylist()
+    rgs = index.column("row_group").to_pylist()
+    rws = index.column("row").to_pylist()
+    ids = index.column("clip_id").to_pylist()
+    caps = index.column("caption_idx").to_pylist()
+    mb, epoch, bs = 0, 0, cfg.batch_size
+    while mb < end_mb:
+        batches, counts = epoch_batches(index, cfg, epoch, workers)
+        if not batches:
+            raise ValueError(
+                f"no batch can be formed: {index.num_rows} clips, but each bucket shape needs "
+                f"batch_size * workers = {bs * workers} clips (counts {counts}); lower "
+                "train.batch_size, use fewer buckets or add data"
+            )
+        if mb + len(batches) <= start_mb:
+            mb += len(batches)
+            epoch += 1
+            continue
+        for b in batches:
+            if start_mb <= mb < end_mb:
+                for r in range(workers):
+                    sel = b.rows[r * bs : (r + 1) * bs]
+                    yield {
+                        "mb": mb,
+                        "epoch": epoch,
+                        "rank": r,
+                        "t": b.shape[0],
+                        "h": b.shape[1],
+                        "w": b.shape[2],
+                        "clip_ids": [ids[i] for i in sel],
+                        "files": [files[i] for i in sel],
+                        "row_groups": [rgs[i] for i in sel],
+                        "rows": [rws[i] for i in sel],
+                        "frames": [f for fr in b.frames[r * bs : (r + 1) * bs] for f in fr],
+                        "caption_idx": [caps[i] for i in sel],
+                    }
+            mb += 1
+        epoch += 1
+
+
+def batches_per_epoch(index: pa.Table, cfg: TrainConfig, workers: int, epoch: int = 0) -> int:
+    """Number of global micro-batches in ``epoch``."""
+    return len(epoch_batches(index, cfg, epoch, workers)[0])
+
+
+# --------------------------------------------------------------------------- caption embeddings
+
+
+def write_embeddings(
+    path: str | Path, captions: Sequence[str], embs: Sequence[np.ndarray], dim: int, name: str
+) -> None:
+    """Store per-caption (n_i, D) float32 embeddings as an Arrow IPC file (atomically)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tbl = pa.table(
+        {
+            "caption": pa.array(list(captions), pa.string()),
+            "n": pa.array([e.shape[0] for e in embs], pa.int32()),
+            "emb": pa.array([np.ascontiguousarray(e, np.float32).tobytes() for e in embs]),
+        },
+        metadata={b"dim": str(dim).encode(), b"encoder": name.encode()},
+    )
+    tmp = p.with_suffix(".tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, tbl.schema) as w:
+        w.write_table(tbl)
+    tmp.replace(p)
+    _EMB_CACHE.pop(str(p), None)
+
+
+_EMB_CACHE: dict[str, tuple[pa.Table, int]] = {}
+
+
+def read_embeddings(path: str | Path) -> tuple[pa.Table, int]:
+    """The memory-mapped embedding table and its D (cached per process)."""
+    key = str(path)
+    if key not in _EMB_CACHE:
+        tbl = pa.ipc.open_file(pa.memory_map(key)).read_all()
+        _EMB_CACHE[key] = (tbl, int(tbl.schema.metadata[b"dim"]))
+    return _EMB_CACHE[key]
+
+
+def lookup_text(path: str | Path, caption_idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Padded (B, L, D) float32 embeddings and (B, L) bool mask of the given captions."""
+    tbl, dim = read_embeddings(path)
+    ns = tbl.column("n")
+    embs = tbl.column("emb")
+    rows = []
+    for i in caption_idx:
+        k = int(ns[int(i)].as_py())
+        rows.append(np.frombuffer(embs[int(i)].as_py(), np.float32).reshape(k, dim))
+    length = max([1] + [r.shape[0] for r in rows])
+    text = np.zeros((len(rows), length, dim), np.float32)
+    mask = np.zeros((len(rows), length), bool)
+    for j, r in enumerate(rows):
+        text[j, : r.shape[0]] = r
+        mask[j, : r.shape[0]] = True
+    return text, mask
+
+
+# --------------------------------------------------------------------------- decode stage
+
+
+def resize_crop(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize (T, h, w, 3) to cover (height, width) keeping aspect, then centre-crop."""
+    import cv2
+
+    _, h, w, _ = frames.shape
+    scale = max(height / h, width / w)
+    nh, nw = max(height, round(h * scale)), max(width, round(w * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    out = np.empty((frames.shape[0], height, width, 3), np.uint8)
+    y0, x0 = (nh - height) // 2, (nw - width) // 2
+    for k, f in enumerate(frames):
+        r = cv2.resize(f, (nw, nh), interpolation=interp) if (nh, nw) != (h, w) else f
+        out[k] = r[y0 : y0 + height, x0 : x0 + width]
+    return out
+
+
+def _read_videos(files, row_groups, rows) -> list[bytes | None]:
+    """Video bytes of each (file, row group, row); each row group read once."""
+    out: list[bytes | None] = [None] * len(files)
+    need: dict[tuple[str, int], list[int]] = {}
+    for j, key in enumerate(zip(files, row_groups, strict=True)):
+        need.setdefault(key, []).append(j)
+    for (f, rg), js in need.items():
+        col = pq.ParquetFile(f).read_row_group(int(rg), columns=["video"]).column("video")
+        for j in js:
+            out[j] = col[int(rows[j])].as_py()
+    return out
+
+
+def load_local_batch(row: dict[str, Any], embeddings: str) -> dict[str, Any]:
+    """Ray Data ``map`` stage: one plan row -> one decoded local batch (see module docstring)."""
+    t, h, w = int(row["t"]), int(row["h"]), int(row["w"])
+    ids = [str(c) for c in row["clip_ids"]]
+    frames = np.asarray(row["frames"], np.int64).reshape(len(ids), t)
+    errors: list[dict[str, str]] = []
+    clips: list[np.ndarray | None] = [None] * len(ids)
+    try:
+        videos = _read_videos(list(row["files"]), list(row["row_groups"]), list(row["rows"]))
+    except Exception as e:  # unreadable shard: every clip of the batch fails with the reason
+        videos = [None] * len(ids)
+        errors.extend({"clip_id": c, "reason": "read_failed", "detail": str(e)} for c in ids)
+    for j, data in enumerate(videos):
+        if data is None:
+            continue
+        try:
+            clip = _decode(data, frames[j])
+            clips[j] = resize_crop(clip, h, w)
+        except Exception as e:  # decoder errors come in many types; each becomes a named reason
+            errors.append({"clip_id": ids[j], "reason": "decode_failed", "detail": str(e)[:300]})
+    ok = [j for j, c in enumerate(clips) if c is not None]
+    if not ok:
+        raise RuntimeError(f"micro-batch {row['mb']}: no clip could be decoded: {errors}")
+    for j in range(len(clips)):
+        if clips[j] is None:
+            clips[j] = clips[ok[j % len(ok)]]
+            ids[j] = ids[ok[j % len(ok)]]
+    video = np.stack(clips)  # (B, T, H, W, 3)
+    text, mask = lookup_text(embeddings, list(row["caption_idx"]))
+    digest = hashlib.sha1(video.tobytes())
+    digest.update("|".join(ids).encode())
+    digest.update(text.tobytes())
+    return {
+        "mb": int(row["mb"]),
+        "epoch": int(row["epoch"]),
+        "rank": int(row["rank"]),
+        "video": video,
+        "text": text,
+        "mask": mask,
+        "clip_ids": "|".join(ids),
+        "hash": digest.hexdigest()[:16],
+        "errors": json.dumps(errors),
+    }
+
+
+def _decode(data: bytes, idx: np.ndarray) -> np.ndarray:
+    """Planned frames; indices past a stream shorter than its metadata are clamped."""
+    from common.video import decode_mp4
+
+    try:
+        return decode_mp4(data, indices=idx)
+    except IndexError:
+        allf = decode_mp4(data)
+        return allf[np.minimum(idx, len(allf) - 1)]
+
+
+def build_rank_dataset(plan: Any, rank: int, embeddings: str, loader_cpus: float) -> Any:
+    """Rank ``rank``'s ordered pipeline over a plan dataset: filter, then decode on CPU tasks."""
+    from ray.data.expressions import col, lit
+
+    ds = plan.filter(expr=col("rank") == lit(rank)).map(
+        load_local_batch, fn_kwargs={"embeddings": embeddings}, num_cpus=loader_cpus
+    )
+    ds.context.execution_options.preserve_order = True
+    return ds
+
+
+def make_plan_dataset(rows: list[dict[str, Any]]) -> Any:
+    """The plan as a Ray Dataset (one small block per row, so decoding parallelises)."""
+    import ray
+
+    return ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 2048)))
+
+
+class RankDataConfig(DataConfig):
+    """A ``ray.train.DataConfig`` giving rank r ``build_rank_dataset(plan, r)``: each rank its
+    own ordered pipeline of the plan, deterministic and with equal step counts."""
+
+    def __init__(self, embeddings: str, loader_cpus: float):
+        super().__init__(datasets_to_split=[])
+        self.embeddings = str(embeddings)
+        self.loader_cpus = float(loader_cpus)
+
+    def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
+        """Per-rank iterators (called once per worker group by Ray Train)."""
+        out: list[dict[str, Any]] = [{} for _ in range(world_size)]
+        for name, ds in datasets.items():
+            for r in range(world_size):
+                rank_ds = build_rank_dataset(ds, r, self.embeddings, self.loader_cpus)
+                out[r][name] = rank_ds.iterator()
+        return out
+
+
+def unpack_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """A one-row numpy batch from ``iter_batches(batch_size=1)`` as plain values."""
+
+    def first(v):
+        x = v[0]
+        return np.asarray(x) if isinstance(x, np.ndarray) else x
+
+    out = {k: first(v) for k, v in batch.items()}
+    for k in ("mb", "epoch", "rank"):
+        out[k] = int(out[k])
+    for k in ("clip_ids", "hash", "errors"):
+        out[k] = str(out[k])
+    return out
+
+
+# --------------------------------------------------------------------------- caption stage
+
+
+class CaptionEmbedder:
+    """Ray Data actor stage: loads the text encoder once, embeds batches of captions."""
+
+    def __init__(self, text_cfg: dict[str, Any]):
+        from common.config import from_dict
+        from train.text import TextConfig, build_text_encoder
+
+        self.encoder = build_text_encoder(from_dict(TextConfig, text_cfg))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        emb, mask = self.encoder.encode([str(c) for c in batch["caption"]])
+        rows = [e[m].numpy().astype(np.float32) for e, m in zip(emb, mask, strict=True)]
+        return {
+            "idx": batch["idx"],
+            "n": np.array([r.shape[0] for r in rows], np.int32),
+            "emb": np.array([r.tobytes() for r in rows], dtype=object),
+            "dim": np.full(len(rows), self.encoder.dim, np.int32),
+            "name": np.array([self.encoder.name] * len(rows), dtype=object),
+        }
+
+
+def embed_captions(captions: Sequence[str], text_cfg: Any, path: str | Path) -> int:
+    """Embed each caption once (Ray Data actor stage) into the table at ``path``; returns D.
+
+    An existing table holding exactly these captions from the same encoder is reused.
+    """
+    import dataclasses
+
+    import ray
+
+    p = Path(path)
+    captions = list(captions)
+    if p.exists():
+        try:
+            tbl, dim = read_embeddings(p)
+            same = tbl.column("caption").to_pylist() == captions
+            if same and tbl.schema.metadata.get(b"encoder", b"").decode() == text_cfg.encoder:
+                log.info("reusing %d caption embeddings from %s", len(captions), p)
+                return dim
+        except (OSError, pa.ArrowInvalid, KeyError) as e:
+            log.warning("caption embedding table %s unreadable (%s); recomputing", p, e)
+    gpu = 1.0 if str(text_cfg.device).startswith("cuda") else 0.0
+    ds = ray.data.from_items([{"idx": i, "caption": c} for i, c in enumerate(captions)])
+    out = ds.map_batches(
+        CaptionEmbedder,
+        fn_constructor_kwargs={"text_cfg": dataclasses.asdict(text_cfg)},
+        compute=ray.data.ActorPoolStrategy(size=1),
+        batch_size=max(1, int(text_cfg.batch_size)),
+        num_cpus=0.5,
+        num_gpus=gpu,
+    ).take_all()
+    out.sort(key=lambda r: int(r["idx"]))
+    dim = int(out[0]["dim"])
+    embs = [np.frombuffer(r["emb"], np.float32).reshape(int(r["n"]), dim) for r in out]
+    write_embeddings(p, captions, embs, dim, text_cfg.encoder)
+    log.info("embedded %d captions with %s (D=%d) into %s", len(captions), out[0]["name"], dim, p)
+    return dim

@@ -1,0 +1,544 @@
+"""The Ray Train loop: ``train(inputs, run_dir, cfg)`` on the driver, ``train_loop_per_worker``
+on each rank (``TorchTrainer``, Ray Train V2).
+
+Driver: writes ``RUN/train_config.json``, indexes the pair shards, embeds every caption and
+sample prompt once (``train.data.embed_captions``), reads the data position of the latest
+checkpoint under ``RUN`` and plans the batches from there, then runs ``TorchTrainer`` with
+``RunConfig(name=RUN.name, storage_path=RUN.parent)`` so checkpoints land in ``RUN/``.
+Rerunning the same command resumes.
+
+Worker: builds the DiT (seeded; DDP via ``prepare_model`` or FSDP2 ``fully_shard`` per block),
+restores model, EMA and optimizer from ``ray.train.get_checkpoint()``, then for each planned
+micro-batch from ``get_dataset_shard("train")``: encode to latents (identity or VAE), rectified
+flow loss (noise drawn from a generator seeded by (seed, micro-batch, rank), so a resumed run
+draws the same noise), bf16 autocast on GPU, gradient accumulation, clipping, AdamW with linear
+warmup, EMA. Every ``log_every`` steps: ``ray.train.report`` (loss, loss by t-bin, samples/s,
+tokens/s, share of time waiting on data) and TensorBoard (``RUN/tb/``). Every
+``checkpoint_every`` steps: ``train.checkpoint.save_checkpoint`` reported as a Ray checkpoint.
+Each micro-batch is recorded in ``RUN/batches/rank<r>.jsonl`` (step, micro-batch, content hash,
+clip ids, loss; ``start`` lines mark (re)starts). Sample videos for ``sample_prompts`` go to
+``RUN/samples/step_XXXXXX_<i>.mp4``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from common.config import from_dict, to_dict
+from train.checkpoint import (
+    EMA_FILE,
+    OPTIM_FILE,
+    find_latest,
+    load_checkpoint,
+    make_state,
+    save_checkpoint,
+)
+from train.config import TrainConfig
+from train.data import (
+    RankDataConfig,
+    embed_captions,
+    lookup_text,
+    make_plan_dataset,
+    pair_files,
+    plan_rows,
+    scan_pairs,
+    unique_captions,
+    unpack_batch,
+)
+from train.flow import EMA, euler_sample, flow_loss, shift_for_tokens
+
+log = logging.getLogger(__name__)
+
+T_BINS = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""Edges of the timestep bins of the ``loss_t*`` metrics."""
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint Ray Train resumes from: the latest one in Ray's checkpoint-manager
+    snapshot under ``run_dir`` (a checkpoint dir written but never registered, e.g. by a
+    worker that died mid-report, is not used), else ``find_latest(run_dir)``."""
+    run = Path(run_dir)
+    snap = run / "checkpoint_manager_snapshot.json"
+    if snap.exists():
+        try:
+            latest = json.loads(snap.read_text()).get("latest_checkpoint_result") or {}
+            d = run / str(latest.get("checkpoint_dir_name", ""))
+            if latest and (d / "state.json").exists():
+                return d
+        except (OSError, ValueError) as e:
+            log.warning("unreadable %s (%s); looking for checkpoints directly", snap, e)
+    return find_latest(run)
+
+
+def data_position(run_dir: str | Path) -> tuple[int, int, Path | None]:
+    """(step, micro-batch) of the checkpoint a rerun resumes from, and its dir; zeros if none."""
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        return 0, 0, None
+    state = json.loads((ckpt / "state.json").read_text())
+    pos = state.get("data_position") or {}
+    return int(state.get("step", 0)), int(pos.get("mb", 0)), ckpt
+
+
+def train(
+    inputs: list[str],
+    run_dir: str | Path,
+    cfg: TrainConfig,
+    address: str | None = None,
+    crash_at: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) the run in ``run_dir`` on the pairs of ``inputs``; returns a summary.
+
+    ``crash_at={"rank", "step", "marker"}`` is a test hook: that rank exits once at that step.
+    """
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from common.raylib import init_ray
+
+    cfg = cfg.resolved()
+    run = Path(run_dir).resolve()
+    run.mkdir(parents=True, exist_ok=True)
+    files = pair_files(inputs)
+    (run / "train_config.json").write_text(
+        json.dumps({"inputs": [str(i) for i in inputs], "train": to_dict(cfg)}, indent=1)
+    )
+    init_ray(address)
+    index = scan_pairs(files)
+    captions = unique_captions(index)
+    prompts = list(cfg.sample_prompts)
+    text_cfg = cfg.text
+    if text_cfg.cache_dir is None:
+        import dataclasses
+
+        text_cfg = dataclasses.replace(text_cfg, cache_dir=str(run / "text" / "cache"))
+    emb_path = run / "text" / "embeddings.arrow"
+    text_dim = embed_captions(captions + prompts, text_cfg, emb_path)
+    step0, mb0, ckpt = data_position(run)
+    total_mb = cfg.steps * cfg.grad_accum
+    if ckpt is not None:
+        log.info("resuming run %s from step %d (micro-batch %d, %s)", run, step0, mb0, ckpt.name)
+    else:
+        log.info("starting run %s: %d clips from %d file(s)", run, index.num_rows, len(files))
+    if step0 >= cfg.steps:
+        log.info("run %s is already at step %d >= steps=%d; nothing to do", run, step0, cfg.steps)
+        return {"run": str(run), "start_step": step0, "final_step": step0, "resumed": True}
+    rows = list(plan_rows(index, cfg, cfg.workers, mb0, total_mb))
+    fps = float(np.median(index.column("fps").to_numpy())) / max(1, cfg.frame_stride)
+    h, w = cfg.bucket_sizes()[0]
+    loop_config = {
+        "train": to_dict(cfg),
+        "run_dir": str(run),
+        "text_dim": text_dim,
+        "embeddings": str(emb_path),
+        "prompt_idx": list(range(len(captions), len(captions) + len(prompts))),
+        "video": {"frames": cfg.num_frames, "height": h, "width": w, "fps": round(fps, 3)},
+        "crash_at": crash_at,
+    }
+    resources = {"CPU": cfg.cpus_per_worker}
+    if cfg.use_gpu:
+        resources["GPU"] = 1
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.workers, use_gpu=cfg.use_gpu, resources_per_worker=resources
+        ),
+        run_config=ray.train.RunConfig(
+            name=run.name,
+            storage_path=str(run.parent),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
+        ),
+        datasets={"train": make_plan_dataset(rows)},
+        dataset_config=RankDataConfig(str(emb_path), cfg.loader_cpus),
+    )
+    result = trainer.fit()
+    final_step, _, last = data_position(run)
+    return {
+        "run": str(run),
+        "start_step": step0,
+        "final_step": final_step,
+        "resumed": ckpt is not None,
+        "checkpoint": str(last) if last else None,
+        "metrics": dict(result.metrics or {}),
+    }
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    if cfg.precision == "bf16" and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _no_sync(model, last: bool):
+    if last:
+        return contextlib.nullcontext()
+    if hasattr(model, "no_sync"):
+        return model.no_sync()
+    if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
+        model.set_requires_gradient_sync(False)
+    return contextlib.nullcontext()
+
+
+def _core(model):
+    from train.flow import _core as core
+
+    return core(model)
+
+
+class _Worker:
+    """State of one rank: model, optimizer, EMA, metrics, logs."""
+
+    def __init__(self, config: dict[str, Any]):
+        import ray.train
+        import ray.train.torch
+
+        from train.latents import build_latent_codec
+        from train.model import DiT
+
+        self.cfg: TrainConfig = from_dict(TrainConfig, config["train"]).resolved()
+        self.config = config
+        self.run = Path(config["run_dir"])
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        lat = cfg.latents
+        if lat.codec != "identity" and self.device.type == "cuda":
+            import dataclasses
+
+            lat = dataclasses.replace(lat, device=str(self.device))
+        self.codec = build_latent_codec(lat)
+        model = DiT.from_config(cfg.model, config["text_dim"], in_channels=self.codec.channels)
+        self.step, self.mb = 0, 0
+        ckpt = ray.train.get_checkpoint()
+        ckpt_dir = None
+        with contextlib.ExitStack() as stack:
+            if ckpt is not None:
+                ckpt_dir = Path(stack.enter_context(ckpt.as_directory()))
+                state = load_checkpoint(ckpt_dir, model)
+                self.step = int(state["step"])
+                self.mb = int((state.get("data_position") or {}).get("mb", 0))
+            model.to(self.device)
+            if cfg.strategy == "fsdp":
+                from torch.distributed.fsdp import fully_shard
+
+                for block in model.blocks:
+                    fully_shard(block)
+                fully_shard(model)
+            else:
+                model = ray.train.torch.prepare_model(model)
+            self.ema = EMA(model, cfg.ema_decay)
+            self.opt = torch.optim.AdamW(
+                model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
+            )
+            if ckpt_dir is not None:
+                self._load_ema_opt(model, ckpt_dir)
+        self.model = torch.compile(model) if cfg.compile else model
+        self.resumed_from = self.step if ckpt is not None else None
+        self.log_path = self.run / "batches" / f"rank{self.rank}.jsonl"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._record(
+            {
+                "event": "start",
+                "step": self.step,
+                "mb": self.mb,
+                "resumed_from_step": self.resumed_from,
+            }
+        )
+        if self.resumed_from is not None and self.rank == 0:
+            log.info("resumed from checkpoint at step %d (micro-batch %d)", self.step, self.mb)
+        self.tb = None
+        if self.rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.run / "tb"))
+        self._reset_metrics()
+
+    def _load_ema_opt(self, model, d: Path) -> None:
+        from safetensors.torch import load_file
+
+        if self.cfg.strategy != "fsdp":
+            load_checkpoint(d, None, self.ema, self.opt if (d / OPTIM_FILE).exists() else None)
+            return
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_optimizer_state_dict,
+        )
+        from torch.distributed.tensor import distribute_tensor
+
+        sd = load_file(str(d / EMA_FILE))
+        for k, s in self.ema.shadow.items():
+            v = sd[k].to(self.device, s.dtype)
+            if hasattr(s, "device_mesh"):
+                self.ema.shadow[k] = distribute_tensor(v, s.device_mesh, s.placements)
+            else:
+                s.copy_(v)
+        if (d / OPTIM_FILE).exists():
+            osd = torch.load(d / OPTIM_FILE, map_location="cpu", weights_only=False)
+            set_optimizer_state_dict(
+                model, self.opt, osd, options=StateDictOptions(full_state_dict=True)
+            )
+
+    # -- bookkeeping
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        with self.log_path.open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def _reset_metrics(self) -> None:
+        self.m = torch.zeros(3 + 2 * (len(T_BINS) - 1), dtype=torch.float64)
+        self.t0 = time.perf_counter()
+        self.data_wait = 0.0
+
+    def _add(self, loss: float, per: torch.Tensor, t: torch.Tensor, tokens: int) -> None:
+        n = len(T_BINS) - 1
+        self.m[0] += loss
+        self.m[1] += per.numel()
+        self.m[2] += tokens * per.numel()
+        bins = torch.clamp((t.detach().float().cpu() * n).long(), 0, n - 1)
+        for b, v in zip(bins.tolist(), per.detach().float().cpu().tolist(), strict=True):
+            self.m[3 + b] += v
+            self.m[3 + n + b] += 1
+
+    def _metrics(self) -> dict[str, float]:
+        import torch.distributed as dist
+
+        m = self.m.clone()
+        if self.world > 1 and dist.is_initialized():
+            m = m.to(self.device)
+            dist.all_reduce(m)
+            m = m.cpu()
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        n = len(T_BINS) - 1
+        samples = float(m[1])
+        out = {
+            "step": self.step,
+            "loss": float(m[0]) / max(samples, 1.0),
+            "samples_per_s": samples / elapsed,
+            "tokens_per_s": float(m[2]) / elapsed,
+            "data_wait_frac": self.data_wait / elapsed,
+            "lr": float(self.opt.param_groups[0]["lr"]),
+        }
+        for b in range(n):
+            if m[3 + n + b] > 0:
+                out[f"loss_t{T_BINS[b]:.2f}-{T_BINS[b + 1]:.2f}"] = float(m[3 + b] / m[3 + n + b])
+        return out
+
+    # -- the loop
+
+    def run_loop(self) -> None:
+        import ray.train
+
+        cfg = self.cfg
+        crash = self.config.get("crash_at")
+        shard = ray.train.get_dataset_shard("train")
+        batches = shard.iter_batches(
+            batch_size=1, batch_format="numpy", prefetch_batches=cfg.prefetch_batches
+        )
+        t_wait = time.perf_counter()
+        for raw in batches:
+            b = unpack_batch(raw)
+            self.data_wait += time.perf_counter() - t_wait
+            if b["mb"] < self.mb:
+                t_wait = time.perf_counter()
+                continue  # restarted worker group: before our checkpoint
+            if b["mb"] != self.mb:
+                raise RuntimeError(
+                    f"rank {self.rank}: expected micro-batch {self.mb}, got {b['mb']}"
+                )
+            last = (self.mb + 1) % cfg.grad_accum == 0
+            loss = self._micro_step(b, last)
+            self.mb += 1
+            if last:
+                self._optimizer_step()
+                if crash and crash["rank"] == self.rank and crash["step"] == self.step:
+                    marker = Path(crash["marker"])
+                    if not marker.exists():
+                        marker.write_text(str(self.step))
+                        # Let the controller collect the reports already made (a report
+                        # is registered once every rank's result has been polled).
+                        time.sleep(float(crash.get("delay_s", 3.0)))
+                        os._exit(1)
+                self._after_step(b)
+            self._record(
+                {
+                    "step": b["mb"] // cfg.grad_accum,
+                    "mb": b["mb"],
+                    "epoch": b["epoch"],
+                    "hash": b["hash"],
+                    "shape": list(b["video"].shape),
+                    "loss": loss,
+                    "clip_ids": b["clip_ids"],
+                    "errors": json.loads(b["errors"]) or None,
+                }
+            )
+            if self.step >= cfg.steps:
+                break
+            t_wait = time.perf_counter()
+        if self.tb is not None:
+            self.tb.close()
+
+    def _micro_step(self, b: dict[str, Any], last: bool) -> float:
+        cfg = self.cfg
+        with torch.no_grad():
+            x0 = self.codec.encode(torch.from_numpy(np.array(b["video"]))).to(self.device)
+        text = torch.from_numpy(np.array(b["text"])).to(self.device)
+        mask = torch.from_numpy(np.array(b["mask"])).to(self.device)
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(int(cfg.seed) * 1_000_003 + b["mb"] * 1009 + self.rank)
+        with _no_sync(self.model, last), _autocast(cfg, self.device):
+            loss, per, t = flow_loss(self.model, x0, text, mask, cfg.flow, generator=gen)
+        (loss / cfg.grad_accum).backward()
+        if last and hasattr(self.model, "set_requires_gradient_sync"):
+            self.model.set_requires_gradient_sync(True)
+        tokens = _core(self.model).num_tokens(*x0.shape[2:])
+        self._add(float(per.detach().sum()), per, t, tokens)
+        return float(loss)
+
+    def _optimizer_step(self) -> None:
+        cfg = self.cfg
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        lr = cfg.lr * min(1.0, (self.step + 1) / max(1, cfg.warmup))
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.ema.update(self.model)
+        self.step += 1
+
+    def _after_step(self, b: dict[str, Any]) -> None:
+        import ray.train
+
+        cfg = self.cfg
+        final = self.step >= cfg.steps
+        do_ckpt = final or self.step % max(1, cfg.checkpoint_every) == 0
+        do_log = do_ckpt or self.step % cfg.log_every == 0
+        do_sample = cfg.sample_every >= 0 and (
+            final or (cfg.sample_every > 0 and self.step % cfg.sample_every == 0)
+        )
+        if do_sample:
+            self._samples()
+        if not do_log:
+            return
+        metrics = self._metrics()
+        metrics.update(epoch=b["epoch"], micro_batch=self.mb)
+        if self.tb is not None:
+            for k, v in metrics.items():
+                if k not in ("step",):
+                    self.tb.add_scalar(k, v, self.step)
+            self.tb.flush()
+        if self.rank == 0:
+            log.info(
+                "step %d loss %.4f %.1f samples/s",
+                self.step,
+                metrics["loss"],
+                metrics["samples_per_s"],
+            )
+        if do_ckpt:
+            tmp = Path(tempfile.mkdtemp(prefix="spacetime_ckpt_"))
+            try:
+                self._save(tmp)
+                ckpt = ray.train.Checkpoint.from_directory(str(tmp)) if self.rank == 0 else None
+                ray.train.report(metrics, checkpoint=ckpt)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            ray.train.report(metrics)
+        self._reset_metrics()
+
+    def _save(self, d: Path) -> None:
+        cfg = self.cfg
+        state = make_state(
+            self.step,
+            _core(self.model).config,
+            data_position={"mb": self.mb, "step": self.step, "world": self.world},
+            train_config=to_dict(cfg),
+            text=cfg.text,
+            latent=cfg.latents,
+            flow=cfg.flow,
+            video=self.config["video"],
+            with_rng=False,
+        )
+        if cfg.strategy == "fsdp":
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                get_optimizer_state_dict,
+            )
+
+            osd = get_optimizer_state_dict(
+                self.model,
+                self.opt,
+                options=StateDictOptions(full_state_dict=True, cpu_offload=True),
+            )
+            save_checkpoint(d, self.model, self.ema, None, state)  # gathers: every rank
+            if self.rank == 0:
+                torch.save(osd, d / OPTIM_FILE)
+        elif self.rank == 0:
+            save_checkpoint(d, self.model, self.ema, self.opt, state)
+
+    @torch.no_grad()
+    def _samples(self) -> None:
+        """EMA sample videos for the fixed prompts (rank 0 writes; FSDP gathers on all)."""
+        from common.video import encode_mp4
+        from train.model import DiT
+
+        cfg = self.cfg
+        if not cfg.sample_prompts:
+            return
+        full = {
+            k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().cpu()
+            for k, v in self.ema.shadow.items()
+        }
+        if self.rank != 0:
+            return
+        core = _core(self.model)
+        model = DiT(core.config).to(self.device).eval()
+        model.load_state_dict(full)
+        text, mask = lookup_text(self.config["embeddings"], self.config["prompt_idx"])
+        video = self.config["video"]
+        shape = self.codec.latent_shape(video["frames"], video["height"], video["width"])
+        gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        noise = torch.randn((len(text), *shape), generator=gen, device=self.device)
+        with _autocast(cfg, self.device):
+            x = euler_sample(
+                model,
+                noise.shape,
+                torch.from_numpy(text).to(self.device),
+                torch.from_numpy(mask).to(self.device),
+                steps=cfg.sample_steps,
+                cfg_scale=cfg.flow.cfg_scale,
+                shift=shift_for_tokens(model.num_tokens(*shape[1:]), cfg.flow),
+                noise=noise,
+            )
+        out = self.run / "samples"
+        out.mkdir(parents=True, exist_ok=True)
+        for i, v in enumerate(self.codec.decode(x.float())):
+            path = out / f"step_{self.step:06d}_{i}.mp4"
+            path.write_bytes(encode_mp4(v, fps=max(1.0, float(video["fps"]))))
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """The function each Ray Train worker runs (see the module docstring)."""
+    worker = _Worker(config)
+    worker.run_loop()
