@@ -202,7 +202,7 @@ def field_docs(cls: type) -> dict[str, str]:
         except (OSError, TypeError):
             continue
         body = ast.parse(src).body[0].body  # type: ignore[attr-defined]
-        for a, b in zip(body, body[1:]):
+        for a, b in zip(body, body[1:], strict=False):
             if (
                 isinstance(a, ast.AnnAssign)
                 and isinstance(a.target, ast.Name)

@@ -139,7 +139,7 @@ def candidate_pairs(ds: Any, cfg: DedupConfig) -> list[dict[str, Any]]:
     present = [c for c in wanted if c in ds.schema().names]
     ds = ds.select_columns(present)
     banded = ds.flat_map(_band_rows, fn_kwargs={"cfg": cfg}, num_cpus=cfg.num_cpus)
-    pairs = banded.groupby("band_key").map_groups(
+    pairs = banded.groupby("band_key", num_partitions=cfg.num_partitions).map_groups(
         _verify_group, fn_kwargs={"cfg": cfg}, batch_format="pandas", num_cpus=cfg.num_cpus
     )
     return pairs.take_all()

@@ -64,6 +64,7 @@ def _staged_schema() -> pa.Schema:
                 raise TypeError(f"staged column {f.name}: {fields[f.name].type} vs {f.type}")
             fields.setdefault(f.name, pa.field(f.name, f.type, nullable=True))
     fields["_key_frames"] = pa.field("_key_frames", pa.list_(pa.binary()))
+    fields["_score_error"] = pa.field("_score_error", pa.string())
     return pa.schema(list(fields.values()))
 
 
@@ -103,15 +104,19 @@ def split_batch(batch: pa.Table, cfg: CurateConfig, scratch: str) -> pa.Table:
 
 
 def filter_batch(batch: pa.Table, cfg: CurateConfig) -> pa.Table:
-    """Filter stage: clips failing a rule become ``stage=filter`` rejects (video dropped)."""
-    try:
-        from curate.filters import apply_filters
-    except ImportError:
-        apply_filters = None
+    """Filter stage: a clip whose model scorer failed becomes a ``stage=score`` reject
+    (reason ``model_error``); a clip failing a rule a ``stage=filter`` reject (video dropped)."""
+    from curate.filters import apply_filters
+
     rows = batch.to_pylist()
     for r in rows:
         r["_key_frames"] = None
-        if r["_kind"] != "clip" or apply_filters is None:
+        error = r.pop("_score_error", None)
+        if r["_kind"] != "clip":
+            continue
+        if error:
+            r.update(_kind="reject", stage="score", video=None, reason="model_error",
+                     detail=error)  # fmt: skip
             continue
         drop = apply_filters(r, cfg.filters)
         if drop is not None:
@@ -246,12 +251,19 @@ def run_curate(
     from curate.finalize import finalize
 
     if is_uri(str(out)):
-        raise ConfigError(f"--output must be a local directory, got {out}")
+        raise ConfigError(
+            "--output must be a directory on a file system (on a cluster: one every node "
+            f"mounts, e.g. EFS at /mnt/shared), got {out}; object stores lack the atomic "
+            "renames resume relies on (see docs/cluster.md)"
+        )
     out = Path(out).resolve()
     if restart:
         for name in (WORK, "clips", "rejects", "sources", "manifest.json"):
             p = out / name
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    from curate.filters import check_filter_config
+
+    check_filter_config(cfg.filters, cfg.score, cfg.dedup)  # a rule whose scorer is off
     if _model_scorers_enabled(cfg):
         from curate.model_scores import ModelScorer
 

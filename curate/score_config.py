@@ -230,6 +230,9 @@ class DedupConfig:
     """Seed of the random hyperplanes."""
     num_cpus: float = 0.25
     """Ray CPUs per dedup task (fractional, so it never starves other stages)."""
+    num_partitions: int = 4
+    """Hash-shuffle partitions of the band-key groupby. Ray Data's default (200) costs seconds
+    of aggregator start-up on small runs; raise it (e.g. 64+) for millions of clips."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.phash_radius < 64:
@@ -238,6 +241,8 @@ class DedupConfig:
             raise ValueError(
                 f"phash_bands must be in phash_radius+1..64 (pigeonhole), got {self.phash_bands}"
             )
+        if self.num_partitions < 1:
+            raise ValueError(f"num_partitions must be >= 1, got {self.num_partitions}")
         if not 0 < self.embedding_threshold <= 1:
             raise ValueError("embedding_threshold must be in (0, 1]")
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from report import bias, captions, funnel, gallery, stats
 from report.config import ReportConfig
-from report.stats import key, split_key
+from report.stats import GROUP_PARTITIONS, key, split_key
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def reject_summary(fs, files: list[str], cats, cfg: ReportConfig) -> dict:
             by_source.setdefault(parts[1], {})[f"{parts[2]}/{parts[3]}"] = int(n)
     values = []
     if "value" in cols:
-        agg = ds.groupby(["stage", "reason"]).aggregate(
+        agg = ds.groupby(["stage", "reason"], num_partitions=GROUP_PARTITIONS).aggregate(
             Count("value", ignore_nulls=True), Min("value"), Max("value"), Mean("value")
         )
         for r in agg.iter_rows():

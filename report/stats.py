@@ -158,6 +158,13 @@ def stable_hash(value: Any, seed: int) -> int:
 # --- Ray passes -------------------------------------------------------------------------
 
 
+GROUP_PARTITIONS = 1
+"""Hash-shuffle partitions of the report's groupbys. What they shuffle is already reduced (one
+row per key per batch; Ray aggregates map-side), so one reducer suffices at any scale, while
+Ray Data's default (200) spends seconds to minutes starting aggregator actors on small runs
+(measured: a 100-row groupby-sum 11.7 s at the default, 3.0 s at 4, 0.3 s at 1)."""
+
+
 def _ray_kwargs(num_cpus: float, batch_size: int) -> dict[str, Any]:
     return {"batch_format": "pyarrow", "batch_size": batch_size, "num_cpus": num_cpus}
 
@@ -194,7 +201,7 @@ def column_stats(
         return pa.table({k: pa.array(v, types.get(k, pa.float64())) for k, v in rows.items()})
 
     parts = ds.map_batches(per_batch, **_ray_kwargs(num_cpus, batch_size))
-    agg = parts.groupby("col").aggregate(
+    agg = parts.groupby("col", num_partitions=GROUP_PARTITIONS).aggregate(
         Sum("rows"), Sum("nn"), Sum("fin"), Min("lo"), Max("hi"), Sum("s"), Sum("ss")
     )
     out: dict[str, dict[str, float | None]] = {}
@@ -233,7 +240,7 @@ def count_keys(
         )
 
     parts = ds.map_batches(per_batch, **_ray_kwargs(num_cpus, batch_size))
-    return {r["key"]: r["sum(n)"] for r in parts.groupby("key").sum("n").iter_rows()}
+    return {r["key"]: r["sum(n)"] for r in parts.groupby("key", num_partitions=GROUP_PARTITIONS).sum("n").iter_rows()}
 
 
 def edges_for(lo: float | None, hi: float | None, bins: int, integer: bool = False) -> list[float]:

@@ -90,3 +90,37 @@ def test_config_check_and_yaml_coercion():
     assert cfg.camera_motion_not_in == ("shaky",)
     with pytest.raises(ConfigError, match="unknown class"):
         from_dict(FilterConfig, {"camera_motion_not_in": ["wobbly"]})
+
+
+def test_filter_stage_turns_model_errors_and_rule_failures_into_rejects():
+    """The pipeline's filter stage: a failed model score is a ``stage=score`` reject, a rule
+    failure a ``stage=filter`` reject, a passing clip stays; non-clip rows pass untouched."""
+    from curate.config import CurateConfig
+    from curate.pipeline import filter_batch, to_staged
+
+    cfg = from_dict(CurateConfig, {"filters": {"min_seconds": 1.0}})
+    base = {"_kind": "clip", "source_id": "s", "source_path": "a.mp4", "video": b"x"}
+    rows = [
+        {**base, "clip_id": "ok", "start_s": 0.0, "end_s": 2.0, "_score_error": None},
+        {**base, "clip_id": "bad", "start_s": 0.0, "end_s": 2.0,
+         "_score_error": "model_error: RuntimeError: boom"},  # fmt: skip
+        {**base, "clip_id": "short", "start_s": 0.0, "end_s": 0.5, "_score_error": None},
+        {"_kind": "source", "source_id": "s", "source_path": "a.mp4", "status": "ok"},
+    ]
+    out = {r["clip_id"] or r["_kind"]: r for r in filter_batch(to_staged(rows), cfg).to_pylist()}
+    assert out["ok"]["_kind"] == "clip" and out["ok"]["video"] == b"x"
+    bad = out["bad"]
+    assert (bad["_kind"], bad["stage"], bad["reason"]) == ("reject", "score", "model_error")
+    assert "boom" in bad["detail"] and bad["video"] is None
+    short = out["short"]
+    assert (short["_kind"], short["stage"], short["reason"]) == ("reject", "filter", "min_seconds")
+    assert out["source"]["status"] == "ok"
+
+
+def test_run_curate_refuses_a_rule_whose_scorer_is_off(tmp_path):
+    from curate.config import CurateConfig
+    from curate.pipeline import run_curate
+
+    cfg = from_dict(CurateConfig, {"filters": {"max_nsfw": 0.5}})
+    with pytest.raises(ConfigError, match="max_nsfw"):
+        run_curate([str(tmp_path)], tmp_path / "out", cfg)
