@@ -150,3 +150,20 @@ def test_unreadable_clip_is_replaced_and_named(tmp_path, pairs):
     assert [e["reason"] for e in errors] == ["decode_failed"]
     assert errors[0]["clip_id"] == tbl.column("clip_id")[1].as_py()
     assert res["video"].shape == (4, 4, 32, 32, 3)
+
+
+def test_tiny_dataset_spread_over_buckets_still_forms_batches(pairs):
+    """6 clips over 3 aspect-ratio buckets with batch_size*workers = 4: no bucket can fill a
+    batch alone, so the rows join the fullest bucket instead of training on nothing."""
+    _, index, _ = pairs
+    wh = list(zip(index["width"].to_pylist(), index["height"].to_pylist(), strict=True))
+    take = [i for i, x in enumerate(wh) if wh[: i + 1].count(x) <= 2]  # 2 clips per size
+    small = index.take(take)
+    assert len(take) == 6 and len(set(wh)) == 3
+    cfg = _cfg(image_fraction=0.0, batch_size=4)
+    batches, counts = epoch_batches(small, cfg, 0, 1)
+    assert len(batches) == 1 and len(batches[0].rows) == 4
+    assert counts["merged_buckets"] >= 1 and counts["left_for_next_epoch"] == 2
+    # The normal case is untouched: with enough rows each clip keeps its own bucket.
+    _, full_counts = epoch_batches(index, _cfg(), 0, 2)
+    assert "merged_buckets" not in full_counts

@@ -10,7 +10,8 @@ How a batch is made:
 2. ``epoch_batches`` is the plan of one epoch, a pure function of (index, config, seed, epoch):
    each clip becomes a video row (``num_frames`` at ``frame_stride``, random start) or, with
    probability ``image_fraction`` (or when too short), a single-frame row; it is assigned the
-   bucket size whose aspect ratio is nearest its own; rows are shuffled within each bucket
+   bucket size whose aspect ratio is nearest its own (where no bucket could fill one batch, all
+   rows join the fullest bucket of their frame count); rows are shuffled within each bucket
    shape (T, H, W) and cut into global batches of ``batch_size * workers`` (the remainder of a
    bucket waits for the next epoch's shuffle); the batch order is shuffled. Every batch has one
    shape. ``plan_rows`` lays the epochs end to end and splits each global batch into one row
@@ -180,6 +181,17 @@ def epoch_batches(
         counts["video" if t > 1 else "image"] += 1
         groups.setdefault((t, h, w), []).append((i, tuple(idx)))
     per = cfg.batch_size * workers
+    if groups and all(len(m) < per for m in groups.values()):
+        # No bucket fills one batch (a tiny dataset spread over several buckets): rather than
+        # train on nothing, every row joins the fullest bucket with its frame count (cover-resize
+        # and crop to that size).
+        merged: dict[tuple[int, int, int], list[tuple[int, tuple[int, ...]]]] = {}
+        for t in sorted({s[0] for s in groups}):
+            same = [s for s in groups if s[0] == t]
+            host = max(same, key=lambda s: (len(groups[s]), s))
+            merged[host] = [m for s in sorted(same) for m in groups[s]]
+        counts["merged_buckets"] = len(groups) - len(merged)
+        groups = merged
     batches: list[PlannedBatch] = []
     for shape in sorted(groups):
         members = groups[shape]

@@ -1,0 +1,56 @@
+"""The demo end to end, reduced (the one slow test CI runs): every output exists and is valid."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from common.video import video_info
+from schemas.validate import check_file
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_reduced(tmp_path, ray_session):
+    from spacetime_cli import main
+
+    out = tmp_path / "demo"
+    argv = ["demo", "--output", str(out), "--videos", "2", "--seconds-per-shot", "1.5",
+            "--steps", "12", "--no-real-footage", "--prompt", "a red circle moving left"]  # fmt: skip
+    assert main(argv) == 0
+    data = out / "data"
+
+    # Every table on disk validates against its schema (footer: columns, types, version).
+    tables = {"clips": "clips", "rejects": "rejects", "pairs": "pairs"}
+    counts = {}
+    for folder, table in tables.items():
+        files = sorted((data / folder).glob("*.parquet"))
+        for f in files:
+            check_file(str(f), table)
+        counts[folder] = sum(pq.read_metadata(f).num_rows for f in files)
+    assert counts["clips"] > 0 and counts["pairs"] > 0, counts
+
+    # The manifest accounts for every source and matches the shards.
+    c = json.loads((data / "manifest.json").read_text())["counts"]
+    assert c["sources_seen"] == c["sources_ok"] + c["sources_failed"]
+    assert c["sources_seen"] >= 2
+    assert c["clips_kept"] == counts["clips"]
+
+    # Every pair has a caption and points at a kept clip.
+    pairs = pq.read_table(data / "pairs", columns=["clip_id", "caption"]).to_pylist()
+    kept = set(pq.read_table(data / "clips", columns=["clip_id"]).column("clip_id").to_pylist())
+    assert all(p["caption"] and p["clip_id"] in kept for p in pairs)
+
+    # The generated clip decodes with PyAV and has the trained clip geometry.
+    videos = sorted(out.glob("generated_*.mp4"))
+    assert len(videos) == 1
+    info = video_info(videos[0])
+    assert info["num_frames"] >= 8 and info["width"] >= 32 and info["height"] >= 32, info
+
+    # A checkpoint was written and the report page has its sections and embedded figures.
+    assert any((out / "run").rglob("ema.safetensors"))
+    page = (data / "report" / "index.html").read_text()
+    assert "<h2>" in page and "funnel" in page.lower() and "<img" in page
+    report = json.loads((data / "report" / "report.json").read_text())
+    assert report["funnel"], report.keys()
