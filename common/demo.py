@@ -89,8 +89,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
     t = _step(1, n, f"footage: {args.videos} synthetic videos + real footage → {footage}")
     if not (footage / "synthetic" / "truth.json").exists():
-        demo_corpus(footage / "synthetic", num_videos=args.videos,
-                    seconds_per_shot=args.seconds_per_shot)
+        demo_corpus(
+            footage / "synthetic", num_videos=args.videos, seconds_per_shot=args.seconds_per_shot
+        )
     if not args.no_real_footage:
         (footage / "real").mkdir(parents=True, exist_ok=True)
         for src in real_footage():
@@ -107,8 +108,21 @@ def run_demo(args: argparse.Namespace) -> int:
     log.info("recaption done in %.1fs", time.monotonic() - t)
 
     t = _step(4, n, f"train --preset tiny for {args.steps} steps")
-    _call(["train", str(data), "--run", str(run), "--preset", "tiny", "--steps", str(args.steps),
-           "--workers", str(args.workers), *addr])
+    _call(
+        [
+            "train",
+            str(data),
+            "--run",
+            str(run),
+            "--preset",
+            "tiny",
+            "--steps",
+            str(args.steps),
+            "--workers",
+            str(args.workers),
+            *addr,
+        ]
+    )
     log.info("train done in %.1fs", time.monotonic() - t)
 
     t = _step(5, n, f"generate {len(prompts)} clip(s)")
@@ -123,8 +137,11 @@ def run_demo(args: argparse.Namespace) -> int:
     _call(["report", str(data), "--output", str(data / "report")])
     log.info("report done in %.1fs", time.monotonic() - t)
 
-    missing = [p for p in [data / "manifest.json", data / "report" / "index.html", *videos]
-               if not p.exists()]
+    missing = [
+        p
+        for p in [data / "manifest.json", data / "report" / "index.html", *videos]
+        if not p.exists()
+    ]
     if missing:
         log.error("demo finished but outputs are missing: %s", missing)
         return 1
@@ -138,7 +155,7 @@ def run_demo(args: argparse.Namespace) -> int:
         f"  checkpoints     {run}\n"
         f"Read the shards:\n"
         f"  duckdb -c \"SELECT caption, motion, camera_motion FROM '{data}/pairs/*.parquet' "
-        f"LIMIT 5\"\n"
+        f'LIMIT 5"\n'
         f"  python -c \"import pandas as pd; print(pd.read_parquet('{data}/pairs', "
         f"columns=['clip_id','caption']).head())\"\n"
     )

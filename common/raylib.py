@@ -24,7 +24,10 @@ def init_ray(address: str | None = None, num_cpus: float | None = None, quiet: b
         return
     # A private local cluster: token auth buys nothing here and writes a token file.
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    kwargs = {"include_dashboard": False, "logging_level": logging.WARNING if quiet else logging.INFO}
+    kwargs = {
+        "include_dashboard": False,
+        "logging_level": logging.WARNING if quiet else logging.INFO,
+    }
     if num_cpus is not None:
         kwargs["num_cpus"] = num_cpus
     ray.init(**kwargs)

@@ -240,7 +240,10 @@ def count_keys(
         )
 
     parts = ds.map_batches(per_batch, **_ray_kwargs(num_cpus, batch_size))
-    return {r["key"]: r["sum(n)"] for r in parts.groupby("key", num_partitions=GROUP_PARTITIONS).sum("n").iter_rows()}
+    return {
+        r["key"]: r["sum(n)"]
+        for r in parts.groupby("key", num_partitions=GROUP_PARTITIONS).sum("n").iter_rows()
+    }
 
 
 def edges_for(lo: float | None, hi: float | None, bins: int, integer: bool = False) -> list[float]:

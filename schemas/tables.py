@@ -36,7 +36,9 @@ SOURCES = pa.schema(
 
 # --- score columns carried by clips and pairs (all nullable: a disabled scorer is null) --
 SCORES = [
-    pa.field("motion", pa.float32()),  # mean Farneback flow magnitude, px/frame at 256 px short side
+    pa.field(
+        "motion", pa.float32()
+    ),  # mean Farneback flow magnitude, px/frame at 256 px short side
     pa.field("frame_diff", pa.float32()),  # mean abs difference of consecutive gray frames, 0..255
     pa.field("sharpness", pa.float32()),  # median variance of the Laplacian over sampled frames
     pa.field("luma_mean", pa.float32()),  # mean luma, 0..255
@@ -47,19 +49,27 @@ SCORES = [
     pa.field("static_frac", pa.float32()),  # share of frame pairs with (almost) no change
     pa.field("colorfulness", pa.float32()),  # Hasler-Suesstrunk colourfulness
     pa.field("dominant_colors", pa.list_(pa.string())),  # named colours, most covering first
-    pa.field("camera_motion", pa.string()),  # static|pan_left|pan_right|tilt_up|tilt_down|zoom_in|zoom_out|shaky
+    pa.field(
+        "camera_motion", pa.string()
+    ),  # static|pan_left|pan_right|tilt_up|tilt_down|zoom_in|zoom_out|shaky
     pa.field("camera_confidence", pa.float32()),
-    pa.field("motion_direction", pa.string()),  # dominant direction of moving content (left/right/up/down/none)
+    pa.field(
+        "motion_direction", pa.string()
+    ),  # dominant direction of moving content (left/right/up/down/none)
     pa.field("phash", pa.list_(pa.uint64())),  # 64-bit perceptual hashes of key frames
     pa.field("text_area", pa.float32()),  # share of frame area covered by detected text
     pa.field("aesthetic", pa.float32()),  # LAION aesthetic predictor, ~1..10
     pa.field("nsfw", pa.float32()),  # probability 0..1
-    pa.field("clip_embedding", pa.list_(pa.float32())),  # mean L2-normalised open_clip frame embedding
+    pa.field(
+        "clip_embedding", pa.list_(pa.float32())
+    ),  # mean L2-normalised open_clip frame embedding
 ]
 
 CLIPS = pa.schema(
     [
-        pa.field("clip_id", pa.string(), nullable=False),  # sha256(source_id, start, end, preset)[:32]
+        pa.field(
+            "clip_id", pa.string(), nullable=False
+        ),  # sha256(source_id, start, end, preset)[:32]
         pa.field("source_id", pa.string(), nullable=False),
         pa.field("source_path", pa.string(), nullable=False),
         pa.field("scene_index", pa.int32()),  # index of the scene within the source
@@ -79,7 +89,9 @@ REJECTS = pa.schema(
         pa.field("source_path", pa.string(), nullable=False),
         pa.field("source_id", pa.string()),
         pa.field("clip_id", pa.string()),  # null for a source that failed before splitting
-        pa.field("stage", pa.string(), nullable=False),  # source|probe|scenes|clip|score|filter|dedup|caption
+        pa.field(
+            "stage", pa.string(), nullable=False
+        ),  # source|probe|scenes|clip|score|filter|dedup|caption
         pa.field("reason", pa.string(), nullable=False),  # a named rule or failure kind
         pa.field("detail", pa.string()),  # the value and threshold, or the decoder's message
         pa.field("value", pa.float64()),  # the measured value for filter drops
@@ -104,15 +116,21 @@ PAIRS = pa.schema([*CLIPS, *CAPTION_FIELDS])
 
 # --- latents: pairs plus VAE latents, written by train/precompute_latents.py -------------
 LATENT_FIELDS = [
-    pa.field("latents", pa.binary()),  # C-order array bytes, dtype latent_dtype, shape (c, t, h, w); null on error
+    pa.field(
+        "latents", pa.binary()
+    ),  # C-order array bytes, dtype latent_dtype, shape (c, t, h, w); null on error
     pa.field("latent_dtype", pa.string()),  # numpy dtype name, e.g. float16
     pa.field("latent_c", pa.int32()),
     pa.field("latent_t", pa.int32()),
     pa.field("latent_h", pa.int32()),
     pa.field("latent_w", pa.int32()),
-    pa.field("latent_frames", pa.int32()),  # pixel frames encoded (from frame 0, every latent_stride-th)
+    pa.field(
+        "latent_frames", pa.int32()
+    ),  # pixel frames encoded (from frame 0, every latent_stride-th)
     pa.field("latent_stride", pa.int32()),
-    pa.field("latent_pixel_height", pa.int32()),  # pixel size the clip was resized to before encoding
+    pa.field(
+        "latent_pixel_height", pa.int32()
+    ),  # pixel size the clip was resized to before encoding
     pa.field("latent_pixel_width", pa.int32()),
     pa.field("latent_codec", pa.string()),  # e.g. vae:Wan-AI/Wan2.1-T2V-1.3B-Diffusers
     pa.field("latent_error", pa.string()),  # named reason when latents is null

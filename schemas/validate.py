@@ -63,7 +63,9 @@ def check_table(tbl: pa.Table, table: str, where: str = "(in memory)") -> None:
         if not field.nullable and field.name in tbl.column_names:
             nulls = tbl.column(field.name).null_count
             if nulls:
-                raise SchemaError(table, where, field.name, f"{nulls} null value(s) in a required column")
+                raise SchemaError(
+                    table, where, field.name, f"{nulls} null value(s) in a required column"
+                )
 
 
 def conform(tbl: pa.Table, table: str, where: str = "(in memory)") -> pa.Table:
@@ -127,10 +129,16 @@ def check_file(path: str, table: str, filesystem: Any = None) -> None:
     version = meta.get(META_VERSION)
     if version is not None and version.decode() != SCHEMA_VERSION:
         raise SchemaError(
-            table, path, None, f"schema version {version.decode()}, this code reads {SCHEMA_VERSION}"
+            table,
+            path,
+            None,
+            f"schema version {version.decode()}, this code reads {SCHEMA_VERSION}",
         )
     written_as = meta.get(META_TABLE)
-    if written_as is not None and written_as.decode() not in (table, "pairs" if table == "clips" else table):
+    if written_as is not None and written_as.decode() not in (
+        table,
+        "pairs" if table == "clips" else table,
+    ):
         raise SchemaError(table, path, None, f"file holds a {written_as.decode()!r} table")
     check_schema(schema, table, where=path)
 

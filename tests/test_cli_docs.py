@@ -35,8 +35,12 @@ def test_subcommand_help(cmd, capsys):
 
 
 def test_console_script_runs():
-    r = subprocess.run([sys.executable, "-m", "spacetime_cli", "--help"], capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "spacetime_cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "curate" in r.stdout
 

@@ -102,8 +102,13 @@ def test_filter_stage_turns_model_errors_and_rule_failures_into_rejects():
     base = {"_kind": "clip", "source_id": "s", "source_path": "a.mp4", "video": b"x"}
     rows = [
         {**base, "clip_id": "ok", "start_s": 0.0, "end_s": 2.0, "_score_error": None},
-        {**base, "clip_id": "bad", "start_s": 0.0, "end_s": 2.0,
-         "_score_error": "model_error: RuntimeError: boom"},  # fmt: skip
+        {
+            **base,
+            "clip_id": "bad",
+            "start_s": 0.0,
+            "end_s": 2.0,
+            "_score_error": "model_error: RuntimeError: boom",
+        },  # fmt: skip
         {**base, "clip_id": "short", "start_s": 0.0, "end_s": 0.5, "_score_error": None},
         {"_kind": "source", "source_id": "s", "source_path": "a.mp4", "status": "ok"},
     ]
