@@ -79,7 +79,9 @@ def _texture(seed: int, h: int, w: int, plain: bool) -> np.ndarray:
     return cv2.addWeighted(img, 0.75, fine, 0.25, 0)
 
 
-def _draw_shape(img: np.ndarray, shape: str, color: tuple[int, int, int], cx: float, cy: float, r: int):
+def _draw_shape(
+    img: np.ndarray, shape: str, color: tuple[int, int, int], cx: float, cy: float, r: int
+):
     c = tuple(int(v) for v in color)
     x, y = int(round(cx)), int(round(cy))
     if shape == "circle":
@@ -251,11 +253,23 @@ def demo_corpus(
             shots.append(Shot(kind="static", seconds=seconds_per_shot, background=bg))
         elif extra == 1:
             shots.append(
-                Shot(kind="pan", seconds=seconds_per_shot, direction=DIRECTIONS[v % 4], speed=0.15, background=bg)
+                Shot(
+                    kind="pan",
+                    seconds=seconds_per_shot,
+                    direction=DIRECTIONS[v % 4],
+                    speed=0.15,
+                    background=bg,
+                )
             )
         else:
             shots.append(
-                Shot(kind="zoom", seconds=seconds_per_shot, direction="in" if v % 2 else "out", speed=0.2, background=bg)
+                Shot(
+                    kind="zoom",
+                    seconds=seconds_per_shot,
+                    direction="in" if v % 2 else "out",
+                    speed=0.2,
+                    background=bg,
+                )
             )
         # a fade-out / fade-in between the second and third shots
         shots[1] = dataclasses.replace(shots[1], fade_out=0.5)

@@ -19,8 +19,15 @@ def test_oracle_reads_raw_generator_frames():
     right = total = 0
     present = []
     for k, (color, shape, direction) in enumerate(_combos()):
-        shot = Shot(kind="shape", seconds=1.0, color=color, shape=shape, direction=direction,
-                    speed=0.5, background=k)
+        shot = Shot(
+            kind="shape",
+            seconds=1.0,
+            color=color,
+            shape=shape,
+            direction=direction,
+            speed=0.5,
+            background=k,
+        )
         frames = np.stack(list(render_shot(shot, 32, 32, 16)))
         r = read_clip(frames)
         total += 1
@@ -34,8 +41,15 @@ def test_oracle_reads_encoded_clips_at_training_size():
     # through H.264 at the size the tiny model generates: compression must not fool it
     right = total = 0
     for k, (color, shape, direction) in enumerate(_combos()):
-        shot = Shot(kind="shape", seconds=1.0, color=color, shape=shape, direction=direction,
-                    speed=0.5, background=100 + k)
+        shot = Shot(
+            kind="shape",
+            seconds=1.0,
+            color=color,
+            shape=shape,
+            direction=direction,
+            speed=0.5,
+            background=100 + k,
+        )
         frames = np.stack(list(render_shot(shot, 32, 32, 16)))
         decoded = decode_mp4(encode_mp4(frames, 16, crf=18))
         r = read_clip(decoded)
@@ -49,7 +63,9 @@ def test_oracle_finds_nothing_in_empty_or_static_frames():
     r = read_clip(blank)
     assert r.color is None and r.direction is None and r.presence == 0.0
     # a still object: colour yes, direction no
-    shot = Shot(kind="shape", seconds=1.0, color="blue", shape="square", direction="left", speed=0.0)
+    shot = Shot(
+        kind="shape", seconds=1.0, color="blue", shape="square", direction="left", speed=0.0
+    )
     r = read_clip(np.stack(list(render_shot(shot, 32, 32, 8))))
     assert r.color == "blue" and r.direction is None
 
