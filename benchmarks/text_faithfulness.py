@@ -290,9 +290,22 @@ def read_generated(
     return rows
 
 
-def loss_by_t(run: Path, pairs: Path, max_clips: int, device: str) -> dict[str, float]:
+def swap_attribute(caption: str, attr: str, k: int = 0) -> str:
+    """``caption`` ("a <colour> <shape> moving <direction>") with its colour or direction
+    replaced by the ``k``-th other value of the generator's vocabulary."""
+    words = caption.split()
+    pos, vocab = {"color": (1, COLORS), "direction": (-1, DIRECTIONS)}[attr]
+    others = [v for v in vocab if v != words[pos]]
+    words[pos] = others[k % len(others)]
+    return " ".join(words)
+
+
+def loss_by_t(run: Path, pairs: Path, max_clips: int, device: str) -> dict[str, Any]:
     """Flow-matching loss of the run's EMA model on ``pairs`` clips at fixed timesteps (the
-    centre of each bin of ``T_EDGES``), fixed noise, captions kept."""
+    centre of each bin of ``T_EDGES``), fixed noise, captions kept: ``{"true": {bin: loss}}``
+    with the clips' own captions, and ``"wrong_color"`` / ``"wrong_direction"`` with that
+    word swapped for another (caption sensitivity: how much the model relies on each word;
+    equal losses mean the word is ignored)."""
     import torch
 
     from common.config import from_dict
@@ -313,7 +326,7 @@ def loss_by_t(run: Path, pairs: Path, max_clips: int, device: str) -> dict[str, 
     files = sorted(pairs.glob("*.parquet"))
     rows = [r for f in files for r in read_table(str(f), "pairs", columns=cols).to_pylist()]
     rows = rows[:max_clips]
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
     if not rows:
         return out
     vids = []
@@ -322,16 +335,26 @@ def loss_by_t(run: Path, pairs: Path, max_clips: int, device: str) -> dict[str, 
         idx = frame_indices(len(frames), cfg.num_frames, cfg.frame_stride, 0.5)
         vids.append(resize_crop(frames[idx], h, w))
     x0 = pixels_to_unit(np.stack(vids)).to(device)
-    text, mask = (v.to(device) for v in enc.encode([r["caption"] for r in rows]))
+    caps = [r["caption"] for r in rows]
+    variants = {
+        "true": caps,
+        "wrong_color": [swap_attribute(c, "color", i) for i, c in enumerate(caps)],
+        "wrong_direction": [swap_attribute(c, "direction", i) for i, c in enumerate(caps)],
+    }
     flow = cfg.flow
     gen = torch.Generator().manual_seed(0)
     noise = torch.randn(x0.shape, generator=gen).to(device)
     keep = torch.zeros(len(rows), dtype=torch.bool, device=device)
     with torch.no_grad():
-        for a, b in itertools.pairwise(T_EDGES):
-            t = torch.full((len(rows),), (a + b) / 2, device=device)
-            loss, _, _ = flow_loss(model, x0, text, mask, flow, drop_mask=keep, t=t, noise=noise)
-            out[f"{a:.1f}-{b:.1f}"] = float(loss)
+        for name, texts in variants.items():
+            text, mask = (v.to(device) for v in enc.encode(texts))
+            out[name] = {}
+            for a, b in itertools.pairwise(T_EDGES):
+                t = torch.full((len(rows),), (a + b) / 2, device=device)
+                loss, _, _ = flow_loss(
+                    model, x0, text, mask, flow, drop_mask=keep, t=t, noise=noise
+                )
+                out[name][f"{a:.1f}-{b:.1f}"] = float(loss)
     return out
 
 
@@ -340,6 +363,14 @@ def loss_by_t(run: Path, pairs: Path, max_clips: int, device: str) -> dict[str, 
 
 def _pct(x: float) -> str:
     return "n/a" if x != x else f"{100 * x:.1f}%"
+
+
+def _rel(loss: dict[str, Any], attr: str, k: str) -> str:
+    """Relative loss change of a swapped-word caption against the true one at bin ``k``."""
+    try:
+        return f"{100 * (loss[attr][k] / loss['true'][k] - 1):+.1f}%"
+    except (KeyError, ZeroDivisionError):
+        return "n/a"
 
 
 def format_table(res: dict[str, Any]) -> str:
@@ -363,11 +394,18 @@ def format_table(res: dict[str, Any]) -> str:
         f"| object persistence | {_pct(seen['presence'])} | {_pct(held['presence'])} "
         f"| | >= {_pct(TARGET_PRESENCE)} |"
     )
-    for k in res["loss_by_t"]["seen"]:
+    seen_l, held_l = res["loss_by_t"]["seen"], res["loss_by_t"]["heldout"]
+    for k in seen_l.get("true", {}):
         lines.append(
-            f"| flow loss t={k} | {res['loss_by_t']['seen'][k]:.4f} | "
-            f"{res['loss_by_t']['heldout'].get(k, float('nan')):.4f} | | |"
+            f"| flow loss t={k} | {seen_l['true'][k]:.4f} | "
+            f"{held_l.get('true', {}).get(k, float('nan')):.4f} | | |"
         )
+    for attr, label in (("wrong_color", "colour"), ("wrong_direction", "direction")):
+        for k in seen_l.get(attr, {}):
+            lines.append(
+                f"| loss change, wrong {label} word, t={k} | {_rel(seen_l, attr, k)} | "
+                f"{_rel(held_l, attr, k)} | | |"
+            )
     verdict = "PASS" if res["pass"] else "FAIL"
     lines += [
         "",

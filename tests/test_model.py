@@ -225,6 +225,25 @@ def test_dropped_captions_use_the_learned_null_text():
     torch.testing.assert_close(model(x, t, text, empty), v_null)
 
 
+def test_pooled_text_conditions_every_block_through_adaln():
+    """With cross-attention switched off, the caption reaches the output only through the
+    pooled-text adaLN path (and not at all without it)."""
+    x, t, text, mask = inputs(2, 2, 8, 8)
+    other = text + 1.0
+    for pooled in (True, False):
+        model = randomize(DiT.from_config(small_cfg(pooled_text=pooled), TEXT_DIM)).eval()
+        assert (model.pooled_embed is not None) == pooled
+        with torch.no_grad():
+            for block in model.blocks:
+                block.cross.o.weight.zero_()
+                block.cross.o.bias.zero_()
+        changed = not torch.allclose(model(x, t, text, mask), model(x, t, other, mask))
+        assert changed == pooled
+    # Initialised as a no-op: a fresh model's conditioning ignores the pooled caption.
+    fresh = DiT.from_config(small_cfg(pooled_text=True), TEXT_DIM)
+    assert torch.count_nonzero(fresh.pooled_embed[-1].weight) == 0
+
+
 def test_activation_checkpointing_gives_same_output_and_grads():
     torch.manual_seed(0)
     a = randomize(DiT.from_config(small_cfg(), TEXT_DIM))

@@ -148,12 +148,25 @@ def test_summarize_counts_colour_direction_both_and_presence():
         "chance": ch,
         "seen": s,
         "heldout": s,
-        "loss_by_t": {"seen": {"0.0-0.2": 0.5}, "heldout": {"0.0-0.2": 0.7}},
+        "loss_by_t": {
+            "seen": {"true": {"0.0-0.2": 0.5}, "wrong_direction": {"0.0-0.2": 0.55}},
+            "heldout": {"true": {"0.0-0.2": 0.7}},
+        },
         "pass": False,
     }
     table = tf.format_table(res)
     assert "| both accuracy | 25.0% | 25.0% | 3.1% |" in table
     assert "| flow loss t=0.0-0.2 | 0.5000 | 0.7000 |" in table and "FAIL" in table
+    assert "| loss change, wrong direction word, t=0.0-0.2 | +10.0% | n/a |" in table
+
+
+def test_swap_attribute_changes_only_that_word():
+    cap = "a red circle moving left"
+    swapped = {tf.swap_attribute(cap, "direction", k) for k in range(3)}
+    assert swapped == {f"a red circle moving {d}" for d in ("right", "up", "down")}
+    colours = {tf.swap_attribute(cap, "color", k) for k in range(7)}
+    assert len(colours) == 7 and all(c.endswith(" circle moving left") for c in colours)
+    assert cap not in colours
 
 
 def test_oracle_reads_the_benchmarks_training_clips_back():

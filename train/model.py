@@ -77,6 +77,11 @@ class ModelConfig:
     """RMS-normalise queries and keys per head before attention (stabilises training)."""
     rope_theta: float = 10000.0
     """RoPE base frequency, shared by the time, height and width axes."""
+    pooled_text: bool = False
+    """Also add an MLP of the caption's mean token embedding to the timestep conditioning
+    (adaLN), as SD3 does with its pooled text, so global attributes modulate every block and
+    not only through cross-attention (off by default: no measured gain on the tiny preset,
+    see benchmarks/RESULTS.md)."""
     checkpoint_activations: bool = False
     """Recompute each block in the backward pass (saves memory, costs ~30% more compute)."""
 
@@ -268,6 +273,12 @@ class DiT(nn.Module):
             nn.Linear(cfg.text_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d)
         )
         self.null_text = nn.Parameter(torch.zeros(1, cfg.text_dim))
+        # Pooled caption -> adaLN conditioning (added to the timestep embedding).
+        self.pooled_embed = (
+            nn.Sequential(nn.Linear(cfg.text_dim, d), nn.SiLU(), nn.Linear(d, d))
+            if cfg.pooled_text
+            else None
+        )
         self.blocks = nn.ModuleList(
             DiTBlock(d, cfg.heads, cfg.mlp_ratio, cfg.qk_norm) for _ in range(cfg.depth)
         )
@@ -299,6 +310,10 @@ class DiT(nn.Module):
         nn.init.normal_(self.t_embed.mlp[0].weight, std=0.02)
         nn.init.normal_(self.t_embed.mlp[2].weight, std=0.02)
         nn.init.normal_(self.null_text, std=0.02)
+        if self.pooled_embed is not None:
+            # Starts as a no-op on the conditioning (last layer zero), learns in.
+            nn.init.zeros_(self.pooled_embed[-1].weight)
+            nn.init.zeros_(self.pooled_embed[-1].bias)
         for block in self.blocks:
             # adaLN-Zero: every residual branch starts gated off ...
             nn.init.zeros_(block.adaLN_modulation[-1].weight)
@@ -385,6 +400,10 @@ class DiT(nn.Module):
         h = self.x_embed(x)  # (B, D, gt, gh, gw)
         h = h.flatten(2).transpose(1, 2)  # (B, N, D), raster order over (t, h, w)
         c = self.t_embed(t)  # (B, D)
+        if self.pooled_embed is not None:
+            m = text_mask.unsqueeze(-1).to(text.dtype)  # (B, L, 1)
+            pooled = (text * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, Dt)
+            c = c + self.pooled_embed(pooled.to(h.dtype))  # (B, D)
         ctx = self.text_embed(text.to(h.dtype))  # (B, L, D)
         rope = self._rope(grid, x.device)  # (N, head_dim/2)
         for block in self.blocks:
