@@ -83,6 +83,12 @@ class Mode:
     """Seen combinations evaluated (a fixed sample)."""
     seeds: int
     """Generated clips per prompt (seeds 0..seeds-1)."""
+    speed: tuple[float, float] = (0.18, 0.3)
+    """Range of the shapes' speed (frame widths per second), drawn uniformly per shot."""
+    num_frames: int = 8
+    """Frames per training window (and per generated clip)."""
+    frame_stride: int = 2
+    """Source frames between sampled frames (a larger stride shows more motion per frame)."""
     train: str = ""
     """Overrides (``key=value``, space-separated) on the demo preset's train: section."""
     sample_steps: int | None = None
@@ -91,12 +97,16 @@ class Mode:
 
 # fmt: off
 MODES: dict[str, Mode] = {
-    "cpu": Mode(size=64, fps=12.0, seconds=2.0, shots_per_video=6, repeats=1, heldout_repeats=1,
-                heldout_per_color=2, seen_prompts=16, seeds=1, train="model.preset=tiny steps=800"),
+    # Settings from the tuning runs in benchmarks/RESULTS.md (run 12 learned direction after
+    # ~2000 steps: 4 frames at stride 4, faster shapes, lr 2e-3, pooled text).
+    "cpu": Mode(size=64, fps=12.0, seconds=2.0, shots_per_video=6, repeats=2, heldout_repeats=1,
+                heldout_per_color=2, seen_prompts=16, seeds=1, speed=(0.35, 0.5), num_frames=4,
+                frame_stride=4, train="model.preset=tiny model.pooled_text=true lr=2e-3 "
+                "image_fraction=0.0 steps=2500"),
     "full": Mode(size=128, fps=12.0, seconds=3.0, shots_per_video=8, repeats=20,
-                 heldout_repeats=2, heldout_per_color=2, seen_prompts=32, seeds=8,
+                 heldout_repeats=2, heldout_per_color=2, seen_prompts=32, seeds=8, num_frames=16,
                  train="model.preset=S model.patch_h=4 model.patch_w=4 use_gpu=true "
-                 "precision=bf16 buckets=[64x64] num_frames=16 batch_size=32 steps=20000 "
+                 "precision=bf16 buckets=[64x64] batch_size=32 steps=20000 "
                  "lr=3e-4 warmup=500 ema_decay=0.999 checkpoint_every=2000 sample_every=2000 "
                  "loader_cpus=1.0 cpus_per_worker=8.0"),
 }
@@ -138,7 +148,13 @@ def check_split(train: Sequence[Combo], heldout: Sequence[Combo]) -> None:
 # --------------------------------------------------------------------------- footage
 
 
-def plan_shots(combos: Sequence[Combo], repeats: int, seconds: float, seed: int) -> list[Shot]:
+def plan_shots(
+    combos: Sequence[Combo],
+    repeats: int,
+    seconds: float,
+    seed: int,
+    speed: tuple[float, float] = (0.18, 0.3),
+) -> list[Shot]:
     """``repeats`` shape shots per combination, random speed, shuffled (deterministic)."""
     rng = np.random.default_rng(seed)
     shots = [
@@ -148,7 +164,7 @@ def plan_shots(combos: Sequence[Combo], repeats: int, seconds: float, seed: int)
             color=c,
             shape=s,
             direction=d,
-            speed=float(rng.uniform(0.18, 0.3)),
+            speed=float(rng.uniform(*speed)),
         )
         for c, s, d in combos
         for _ in range(repeats)
@@ -438,8 +454,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if truth_file.exists():
         truth = json.loads(truth_file.read_text())
     else:
-        shots = plan_shots(train_combos, mode.repeats, mode.seconds, args.seed)
-        shots += plan_shots(heldout, mode.heldout_repeats, mode.seconds, args.seed + 1)
+        shots = plan_shots(train_combos, mode.repeats, mode.seconds, args.seed, mode.speed)
+        shots += plan_shots(heldout, mode.heldout_repeats, mode.seconds, args.seed + 1, mode.speed)
         truth = write_corpus(footage, shots, mode, args.seed)
         log.info("wrote %d shots in %d videos to %s", len(shots), len(truth), footage)
     t = time.monotonic()
@@ -448,7 +464,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log.info("curate: %s in %.0fs", manifest.get("counts"), time.monotonic() - t)
     counts = make_pairs(data, heldout_dir, truth, heldout)
     log.info("pairs: %s", counts)
-    over = deep_merge(parse_overrides(mode.train.split()), parse_overrides(args.set))
+    window = {"num_frames": mode.num_frames, "frame_stride": mode.frame_stride}
+    over = deep_merge(window | parse_overrides(mode.train.split()), parse_overrides(args.set))
     if args.steps is not None:
         over["steps"] = args.steps
     tcfg = load_train_config("demo", None, over)

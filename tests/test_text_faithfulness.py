@@ -172,7 +172,7 @@ def test_swap_attribute_changes_only_that_word():
 def test_oracle_reads_the_benchmarks_training_clips_back():
     """The judge on what the model is trained to make: every combination at the benchmark's
     slowest and fastest speeds, rendered at the source size, cut to the training window
-    (8 frames at stride 2), resized to 32x32 and passed through H.264."""
+    (the mode's frames and stride), resized to 32x32 and passed through H.264."""
     import numpy as np
 
     from common.video import decode_mp4, encode_mp4
@@ -185,10 +185,11 @@ def test_oracle_reads_the_benchmarks_training_clips_back():
     right = total = 0
     for k, (c, s, d) in enumerate(train + held):
         shot = Shot(kind="shape", seconds=mode.seconds, color=c, shape=s, direction=d,
-                    speed=(0.18, 0.3)[k % 2], background=500 + k)  # fmt: skip
+                    speed=mode.speed[k % 2], background=500 + k)  # fmt: skip
         frames = np.stack(list(render_shot(shot, mode.size, mode.size, mode.fps)))
-        idx = frame_indices(len(frames), 8, 2, (k % 5) / 5)
-        clip = decode_mp4(encode_mp4(resize_crop(frames[idx], 32, 32), 6, crf=18))
+        idx = frame_indices(len(frames), mode.num_frames, mode.frame_stride, (k % 5) / 5)
+        fps = mode.fps / mode.frame_stride
+        clip = decode_mp4(encode_mp4(resize_crop(frames[idx], 32, 32), fps, crf=18))
         r = read_clip(clip)
         total += 1
         right += r.color == c and r.direction == d and r.presence >= 0.99

@@ -80,8 +80,8 @@ class ModelConfig:
     pooled_text: bool = False
     """Also add an MLP of the caption's mean token embedding to the timestep conditioning
     (adaLN), as SD3 does with its pooled text, so global attributes modulate every block and
-    not only through cross-attention (off by default: no measured gain on the tiny preset,
-    see benchmarks/RESULTS.md)."""
+    not only through cross-attention. Off by default; the demo preset turns it on with the
+    text-faithfulness settings (its own effect is not isolated: benchmarks/RESULTS.md)."""
     checkpoint_activations: bool = False
     """Recompute each block in the backward pass (saves memory, costs ~30% more compute)."""
 

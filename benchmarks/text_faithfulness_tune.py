@@ -1,0 +1,214 @@
+"""Quick in-process tuning runs for the text-faithfulness benchmark (no Ray, no curate).
+
+    python benchmarks/text_faithfulness_tune.py --tag G --repeats 4 --steps 3000 \\
+        --eval 1500,2200 --frames 4 --stride 4 --speed 0.45,0.55 --lr 2e-3 \\
+        --model '{"pooled_text": true}'
+
+Renders the benchmark's moving shapes straight from ``curate.synthetic`` (the benchmark's
+colour x shape x direction split, ``--repeats`` shots per training combination), trains the
+DiT with the trainer's own ``flow_loss`` / ``EMA`` on random windows, and at each ``--eval``
+step (and the last) prints, for the EMA weights:
+
+- caption sensitivity: the flow loss on 48 training windows at t = 0.3, 0.6, 0.9 with the
+  true caption, the direction word swapped, and the colour word swapped;
+- oracle readings (``curate.oracle.read_clip``) of one generated clip per prompt for 16 seen
+  and the 16 held-out prompts, per CFG scale.
+
+It exists to make each try cheap; the benchmark itself (``text_faithfulness.py``) is what
+counts. Results are appended to ``--out`` (JSON lines); samples and weights go next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from text_faithfulness import split_combos, summarize, swap_attribute  # noqa: E402
+
+from curate.oracle import read_clip  # noqa: E402
+from curate.synthetic import Shot, caption_for, render_shot  # noqa: E402
+from train.flow import EMA, FlowConfig, euler_sample, flow_loss, shift_for_tokens  # noqa: E402
+from train.latents import pixels_to_unit, unit_to_pixels  # noqa: E402
+from train.model import DiT, ModelConfig, count_params  # noqa: E402
+from train.text import TextConfig, build_text_encoder  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--tag", default="run", help="name of the run (file prefix)")
+    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--eval", default="", help="comma-separated steps to evaluate at")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--ema", type=float, default=0.99)
+    p.add_argument("--repeats", type=int, default=1, help="shots per training combination")
+    p.add_argument("--speed", default="0.18,0.3", help="speed range, frame widths per second")
+    p.add_argument("--frames", type=int, default=8, help="frames per training window")
+    p.add_argument("--stride", type=int, default=2, help="source frames between samples")
+    p.add_argument("--size", type=int, default=32, help="training side in pixels")
+    p.add_argument("--model", default="{}", help="ModelConfig fields as JSON")
+    p.add_argument("--flow", default='{"base_shift": 3.0}', help="FlowConfig fields as JSON")
+    p.add_argument("--cfg", default="5", help="comma-separated CFG scales to evaluate")
+    p.add_argument("--sample-steps", type=int, default=20)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="bench_out/tune/results.jsonl")
+    return p.parse_args(argv)
+
+
+def render_clips(args, combos, rng) -> tuple[list[np.ndarray], list[str]]:
+    """``args.repeats`` shots per combination at the training size: (frames, caption)."""
+    lo, hi = map(float, args.speed.split(","))
+    clips, caps = [], []
+    for c, s, d in combos:
+        for _ in range(args.repeats):
+            shot = Shot(kind="shape", seconds=2.0, color=c, shape=s, direction=d,
+                        speed=float(rng.uniform(lo, hi)), background=int(rng.integers(1_000_000)))  # fmt: skip
+            frames = render_shot(shot, 64, 64, 12.0)
+            size = (args.size, args.size)
+            clips.append(
+                np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+            )
+            caps.append(caption_for(shot))
+    return clips, caps
+
+
+class Tuner:
+    """Data, model, optimiser and evaluation of one tuning run."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.a = args
+        self.rng = np.random.default_rng(0)
+        self.train_c, self.held = split_combos(2)
+        self.clips, self.caps = render_clips(args, self.train_c, self.rng)
+        self.enc = build_text_encoder(TextConfig(encoder="minilm", max_length=32))
+        self.mcfg = ModelConfig(**json.loads(args.model))
+        self.fcfg = FlowConfig(**json.loads(args.flow))
+        self.model = DiT.from_config(self.mcfg, self.enc.dim)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=args.lr, weight_decay=0.0)
+        self.ema = EMA(self.model, args.ema)
+        self.gen = torch.Generator().manual_seed(0)
+        self.span = (args.frames - 1) * args.stride + 1
+        self.out = Path(args.out)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def window(self, i: int, rng) -> np.ndarray:
+        st = rng.integers(0, self.clips[i].shape[0] - self.span + 1)
+        return self.clips[i][st : st + self.span : self.a.stride]
+
+    def batch(self):
+        idx = self.rng.integers(len(self.clips), size=self.a.batch)
+        x0 = pixels_to_unit(np.stack([self.window(i, self.rng) for i in idx]))
+        text, mask = self.enc.encode([self.caps[i] for i in idx])
+        return x0, text, mask
+
+    def step(self, step: int) -> float:
+        lr = self.a.lr * min(1.0, step / max(self.a.warmup, 1))
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        x0, text, mask = self.batch()
+        loss, _, _ = flow_loss(self.model, x0, text, mask, self.fcfg, generator=self.gen)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        self.ema.update(self.model)
+        return float(loss.detach())
+
+    def sensitivity(self, m: DiT) -> dict[str, list[float]]:
+        """Loss at t = 0.3/0.6/0.9: [true, wrong direction, wrong colour] captions."""
+        rng = np.random.default_rng(1)
+        idx = rng.choice(len(self.clips), min(48, len(self.clips)), replace=False)
+        x0 = pixels_to_unit(np.stack([self.window(i, rng) for i in idx]))
+        true = [self.caps[i] for i in idx]
+        sets = (true, [swap_attribute(c, "direction", k) for k, c in enumerate(true)],
+                [swap_attribute(c, "color", k) for k, c in enumerate(true)])  # fmt: skip
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+        keep = torch.zeros(len(idx), dtype=torch.bool)
+        out = {}
+        with torch.no_grad():
+            for tv in (0.3, 0.6, 0.9):
+                t = torch.full((len(idx),), tv)
+                row = []
+                for caps in sets:
+                    text, mask = self.enc.encode(caps)
+                    loss, _, _ = flow_loss(m, x0, text, mask, self.fcfg, drop_mask=keep, t=t, noise=noise)  # fmt: skip
+                    row.append(round(float(loss), 5))
+                out[f"t{tv}"] = row
+        return out
+
+    def evaluate(self, step: int) -> dict:
+        a = self.a
+        m = DiT.from_config(self.mcfg, self.enc.dim)
+        m.load_state_dict(self.ema.state_dict())
+        m.eval()
+        torch.save(self.ema.state_dict(), self.out.parent / f"{a.tag}_{step}.pt")
+        res: dict = {"sensitivity": self.sensitivity(m)}
+        print(f"  sens@{step} (true, wrong dir, wrong colour): {res['sensitivity']}", flush=True)
+        pick = np.random.default_rng(0).choice(len(self.train_c), 16, replace=False)
+        seen = [self.train_c[i] for i in sorted(pick)]
+        tokens = m.num_tokens(a.frames, a.size, a.size)
+        for name, combos in (("seen", seen), ("held", self.held)):
+            prompts = [caption_for(dict(kind="shape", color=c, shape=s, direction=d))
+                       for c, s, d in combos]  # fmt: skip
+            text, mask = self.enc.encode(prompts)
+            shape = (3, a.frames, a.size, a.size)
+            noise = torch.stack(
+                [torch.randn(shape, generator=torch.Generator().manual_seed(i)) for i in range(len(prompts))]
+            )  # fmt: skip
+            for scale in a.cfg.split(","):
+                x = euler_sample(m, noise.shape, text, mask, steps=a.sample_steps,
+                                 cfg_scale=float(scale), shift=shift_for_tokens(tokens, self.fcfg),
+                                 noise=noise)  # fmt: skip
+                vids = unit_to_pixels(x)
+                np.save(self.out.parent / f"{a.tag}_{step}_{name}_cfg{scale}.npy", vids)
+                rows = []
+                for (c, _, d), v in zip(combos, vids, strict=True):
+                    r = read_clip(np.ascontiguousarray(v))
+                    rows.append(dict(color=c, direction=d, read_color=r.color,
+                                     read_direction=r.direction, presence=r.presence))  # fmt: skip
+                sm = summarize(rows) | {"dirs": [r["read_direction"] for r in rows]}
+                res[f"{name}_cfg{scale}"] = sm
+                print(f"  eval@{step} {name} cfg {scale}: colour {sm['color']:.2f} "
+                      f"dir {sm['direction']:.2f} both {sm['both']:.2f} "
+                      f"presence {sm['presence']:.2f} read {sm['dirs']}", flush=True)  # fmt: skip
+        return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    tuner = Tuner(args)
+    print(f"params {count_params(tuner.model)}, clips {len(tuner.clips)}", flush=True)
+    evals = {int(x) for x in args.eval.split(",") if x} | {args.steps}
+    t0, losses = time.time(), []
+    for step in range(1, args.steps + 1):
+        losses.append(tuner.step(step))
+        if step % 100 == 0:
+            print(
+                f"step {step} loss {np.mean(losses[-100:]):.4f} {time.time() - t0:.0f}s", flush=True
+            )
+        if step in evals:
+            res = tuner.evaluate(step)
+            line = dict(tag=args.tag, args=vars(args), step=step, train_s=time.time() - t0,
+                        loss=float(np.mean(losses[-100:])), res=res)  # fmt: skip
+            with open(tuner.out, "a") as f:
+                f.write(json.dumps(line) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
