@@ -33,7 +33,7 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -316,21 +316,52 @@ def swap_attribute(caption: str, attr: str, k: int = 0) -> str:
     return " ".join(words)
 
 
+def caption_losses(
+    model: Any, enc: Any, flow: Any, x0: Any, captions: Sequence[str], times: Iterable[float]
+) -> dict[str, dict[float, float]]:
+    """Flow-matching loss of ``model`` on clean clips ``x0`` (B, C, T, H, W) at each time in
+    ``times`` (fixed noise, captions kept), with the clips' own ``captions`` (``"true"``) and
+    with their colour / direction word swapped (``"wrong_color"`` / ``"wrong_direction"``):
+    ``{variant: {t: loss}}``. Equal losses mean the model ignores that word."""
+    import torch
+
+    from train.flow import flow_loss
+
+    variants = {
+        "true": list(captions),
+        "wrong_color": [swap_attribute(c, "color", i) for i, c in enumerate(captions)],
+        "wrong_direction": [swap_attribute(c, "direction", i) for i, c in enumerate(captions)],
+    }
+    dev, b = x0.device, x0.shape[0]
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0)).to(dev)
+    keep = torch.zeros(b, dtype=torch.bool, device=dev)
+    times = list(times)
+    out: dict[str, dict[float, float]] = {}
+    with torch.no_grad():
+        for name, texts in variants.items():
+            text, mask = (v.to(dev) for v in enc.encode(texts))
+            out[name] = {}
+            for tv in times:
+                t = torch.full((b,), tv, device=dev)
+                loss, _, _ = flow_loss(
+                    model, x0, text, mask, flow, drop_mask=keep, t=t, noise=noise
+                )
+                out[name][tv] = float(loss)
+    return out
+
+
 def loss_by_t(run: Path, pairs: Path, max_clips: int, device: str) -> dict[str, Any]:
     """Flow-matching loss of the run's EMA model on ``pairs`` clips at fixed timesteps (the
     centre of each bin of ``T_EDGES``), fixed noise, captions kept: ``{"true": {bin: loss}}``
     with the clips' own captions, and ``"wrong_color"`` / ``"wrong_direction"`` with that
     word swapped for another (caption sensitivity: how much the model relies on each word;
     equal losses mean the word is ignored)."""
-    import torch
-
     from common.config import from_dict
     from common.video import decode_mp4
     from schemas.validate import read_table
     from train.checkpoint import load_for_generation
     from train.config import TrainConfig
     from train.data import frame_indices, resize_crop
-    from train.flow import flow_loss
     from train.latents import pixels_to_unit
     from train.text import build_text_encoder
 
@@ -351,26 +382,11 @@ def loss_by_t(run: Path, pairs: Path, max_clips: int, device: str) -> dict[str, 
         idx = frame_indices(len(frames), cfg.num_frames, cfg.frame_stride, 0.5)
         vids.append(resize_crop(frames[idx], h, w))
     x0 = pixels_to_unit(np.stack(vids)).to(device)
-    caps = [r["caption"] for r in rows]
-    variants = {
-        "true": caps,
-        "wrong_color": [swap_attribute(c, "color", i) for i, c in enumerate(caps)],
-        "wrong_direction": [swap_attribute(c, "direction", i) for i, c in enumerate(caps)],
-    }
-    flow = cfg.flow
-    gen = torch.Generator().manual_seed(0)
-    noise = torch.randn(x0.shape, generator=gen).to(device)
-    keep = torch.zeros(len(rows), dtype=torch.bool, device=device)
-    with torch.no_grad():
-        for name, texts in variants.items():
-            text, mask = (v.to(device) for v in enc.encode(texts))
-            out[name] = {}
-            for a, b in itertools.pairwise(T_EDGES):
-                t = torch.full((len(rows),), (a + b) / 2, device=device)
-                loss, _, _ = flow_loss(
-                    model, x0, text, mask, flow, drop_mask=keep, t=t, noise=noise
-                )
-                out[name][f"{a:.1f}-{b:.1f}"] = float(loss)
+    centres = {f"{a:.1f}-{b:.1f}": (a + b) / 2 for a, b in itertools.pairwise(T_EDGES)}
+    losses = caption_losses(model, enc, cfg.flow, x0, [r["caption"] for r in rows],
+                            centres.values())  # fmt: skip
+    for name, by_t in losses.items():
+        out[name] = {label: by_t[t] for label, t in centres.items()}
     return out
 
 

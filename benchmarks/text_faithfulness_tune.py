@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from text_faithfulness import split_combos, summarize, swap_attribute  # noqa: E402
+from text_faithfulness import caption_losses, split_combos, summarize  # noqa: E402
 
 from curate.oracle import read_clip  # noqa: E402
 from curate.synthetic import Shot, caption_for, render_shot  # noqa: E402
@@ -132,22 +132,10 @@ class Tuner:
         rng = np.random.default_rng(1)
         idx = rng.choice(len(self.clips), min(48, len(self.clips)), replace=False)
         x0 = pixels_to_unit(np.stack([self.window(i, rng) for i in idx]))
-        true = [self.caps[i] for i in idx]
-        sets = (true, [swap_attribute(c, "direction", k) for k, c in enumerate(true)],
-                [swap_attribute(c, "color", k) for k, c in enumerate(true)])  # fmt: skip
-        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
-        keep = torch.zeros(len(idx), dtype=torch.bool)
-        out = {}
-        with torch.no_grad():
-            for tv in (0.3, 0.6, 0.9):
-                t = torch.full((len(idx),), tv)
-                row = []
-                for caps in sets:
-                    text, mask = self.enc.encode(caps)
-                    loss, _, _ = flow_loss(m, x0, text, mask, self.fcfg, drop_mask=keep, t=t, noise=noise)  # fmt: skip
-                    row.append(round(float(loss), 5))
-                out[f"t{tv}"] = row
-        return out
+        times = (0.3, 0.6, 0.9)
+        loss = caption_losses(m, self.enc, self.fcfg, x0, [self.caps[i] for i in idx], times)
+        order = ("true", "wrong_direction", "wrong_color")
+        return {f"t{t}": [round(loss[v][t], 5) for v in order] for t in times}
 
     def evaluate(self, step: int) -> dict:
         a = self.a

@@ -15,20 +15,18 @@ def _combos():
     return list(itertools.product(COLORS, SHAPES, DIRECTIONS))
 
 
+def _frames(color: str, shape: str, direction: str, background: int) -> np.ndarray:
+    """One second of a shape moving at half a frame width per second, 32x32 at 16 fps."""
+    shot = Shot(kind="shape", seconds=1.0, color=color, shape=shape, direction=direction,
+                speed=0.5, background=background)  # fmt: skip
+    return np.stack(list(render_shot(shot, 32, 32, 16)))
+
+
 def test_oracle_reads_raw_generator_frames():
     right = total = 0
     present = []
     for k, (color, shape, direction) in enumerate(_combos()):
-        shot = Shot(
-            kind="shape",
-            seconds=1.0,
-            color=color,
-            shape=shape,
-            direction=direction,
-            speed=0.5,
-            background=k,
-        )
-        frames = np.stack(list(render_shot(shot, 32, 32, 16)))
+        frames = _frames(color, shape, direction, background=k)
         r = read_clip(frames)
         total += 1
         right += r.color == color and r.direction == direction
@@ -41,16 +39,7 @@ def test_oracle_reads_encoded_clips_at_training_size():
     # through H.264 at the size the tiny model generates: compression must not fool it
     right = total = 0
     for k, (color, shape, direction) in enumerate(_combos()):
-        shot = Shot(
-            kind="shape",
-            seconds=1.0,
-            color=color,
-            shape=shape,
-            direction=direction,
-            speed=0.5,
-            background=100 + k,
-        )
-        frames = np.stack(list(render_shot(shot, 32, 32, 16)))
+        frames = _frames(color, shape, direction, background=100 + k)
         decoded = decode_mp4(encode_mp4(frames, 16, crf=18))
         r = read_clip(decoded)
         total += 1

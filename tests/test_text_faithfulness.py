@@ -51,16 +51,9 @@ def _tiny_corpus(tmp_path: Path) -> list[dict]:
         seen_prompts=1,
         seeds=1,
     )
-    shots = [
-        Shot(color="red", shape="circle", direction="left"),
-        Shot(color="blue", shape="square", direction="up"),
-        Shot(color="green", shape="triangle", direction="right"),
-        Shot(color="white", shape="circle", direction="down"),
-    ]
-    shots = [
-        Shot(kind="shape", seconds=1.0, color=s.color, shape=s.shape, direction=s.direction)
-        for s in shots
-    ]
+    combos = [("red", "circle", "left"), ("blue", "square", "up"),
+              ("green", "triangle", "right"), ("white", "circle", "down")]  # fmt: skip
+    shots = [Shot(kind="shape", seconds=1.0, color=c, shape=s, direction=d) for c, s, d in combos]
     return tf.write_corpus(tmp_path / "footage", shots, mode, seed=0)
 
 
