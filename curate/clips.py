@@ -149,7 +149,7 @@ def split_source(
         cid = clip_id(source_id, span.start, span.end, cfg_hash)
         row = {**base, "clip_id": cid, "start_s": start_s, "end_s": end_s}
         try:
-            video = encode_mp4(frames, out_fps, crf=cfg.crf)
+            video = encode_mp4(frames, out_fps, crf=cfg.crf, threads=1)
         except Exception as e:  # noqa: BLE001 - any encoder failure is a named reject
             rows.append({**row, "_kind": "reject", "stage": "clip", "reason": "encode_failed",
                          "detail": f"{type(e).__name__}: {e}"})  # fmt: skip

@@ -231,8 +231,8 @@ class DedupConfig:
     num_cpus: float = 0.25
     """Ray CPUs per dedup task (fractional, so it never starves other stages)."""
     num_partitions: int = 4
-    """Hash-shuffle partitions of the band-key groupby. Ray Data's default (200) costs seconds
-    of aggregator start-up on small runs; raise it (e.g. 64+) for millions of clips."""
+    """Shuffle partitions of the band-key groupby (Ray Data's sort shuffle by default, see
+    docs/cluster.md); few keep small runs fast, raise it (e.g. 64+) for millions of clips."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.phash_radius < 64:
