@@ -286,7 +286,13 @@ def chance() -> dict[str, float]:
 
 
 def read_generated(
-    run: Path, combos: Sequence[Combo], seeds: int, steps: int | None, cfg: float | None, dev: str
+    run: Path,
+    combos: Sequence[Combo],
+    seeds: int,
+    steps: int | None,
+    cfg: float | None,
+    dev: str,
+    shift: float | None = None,
 ) -> list[dict[str, Any]]:
     """Generate one clip per (combination, seed) and read it with the oracle."""
     from curate.oracle import read_clip
@@ -297,7 +303,8 @@ def read_generated(
     ]
     rows = []
     for seed in range(seeds):
-        vids = generate(run, prompts, steps=steps, cfg_scale=cfg, seed=1000 * seed, device=dev)
+        vids = generate(run, prompts, steps=steps, cfg_scale=cfg, seed=1000 * seed, device=dev,
+                        shift=shift)  # fmt: skip
         for (c, s, d), p, v in zip(combos, prompts, vids, strict=True):
             r = read_clip(v)
             truth = dict(prompt=p, seed=seed, color=c, shape=s, direction=d)
@@ -410,7 +417,8 @@ def format_table(res: dict[str, Any]) -> str:
     ch, seen, held = res["chance"], res["seen"], res["heldout"]
     lines = [
         f"text faithfulness ({res['mode']} mode): {res['train_steps']} steps, "
-        f"train {res['train_s']:.0f}s, wall {res['wall_s']:.0f}s, {res['pairs']['seen']} "
+        f"train {res['train_s']:.0f}s{' (earlier run, reused)' if res.get('reused_run') else ''}"
+        f", wall {res['wall_s']:.0f}s, {res['pairs']['seen']} "
         f"training clips, {res['pairs']['heldout']} held-out clips",
         "",
         "| metric | seen | held-out | chance | target (held-out) |",
@@ -451,6 +459,25 @@ def format_table(res: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- run
 
 
+def _reuse_run(out: Path, runs: Path, tcfg: Any) -> float:
+    """Check that OUT/run was trained with ``tcfg`` to its last step; its training time."""
+    from common.config import to_dict
+
+    saved = runs / "train_config.json"
+    if not saved.exists():
+        raise SystemExit(f"--reuse-run: {runs} holds no trained run (no train_config.json)")
+    have = json.loads(saved.read_text())
+    want = json.loads(json.dumps(to_dict(tcfg)))
+    have = have.get("train", have)
+    changed = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+    if changed:
+        raise SystemExit(f"--reuse-run: {runs} was trained with other settings: {changed}")
+    prev = out / "results.json"
+    train_s = json.loads(prev.read_text()).get("train_s") if prev.exists() else None
+    log.info("reusing the run in %s (not retrained)", runs)
+    return float("nan") if train_s is None else float(train_s)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every step; returns the results dict (also written to the output dir)."""
     from common.config import deep_merge, load_stage_config, parse_overrides
@@ -486,26 +513,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         over["steps"] = args.steps
     tcfg = load_train_config("demo", None, over)
     runs = out / "run"
-    shutil.rmtree(runs, ignore_errors=True)  # a fresh run: the settings may have changed
-    t = time.monotonic()
-    summary = train([str(data)], runs, tcfg, address=args.address)
-    train_s = time.monotonic() - t
-    log.info("trained %s in %.0fs", summary.get("final_step"), train_s)
+    reused = bool(args.reuse_run)
+    if reused:
+        train_s = _reuse_run(out, runs, tcfg)
+    else:
+        shutil.rmtree(runs, ignore_errors=True)  # a fresh run: the settings may have changed
+        t = time.monotonic()
+        summary = train([str(data)], runs, tcfg, address=args.address)
+        train_s = time.monotonic() - t
+        log.info("trained %s in %.0fs", summary.get("final_step"), train_s)
     rng = np.random.default_rng(args.seed)
     pick = rng.choice(len(train_combos), mode.seen_prompts, replace=False)
     seen = [train_combos[i] for i in sorted(pick)]
     device = "cuda" if tcfg.use_gpu else "cpu"
     t = time.monotonic()
     steps = args.sample_steps or mode.sample_steps
-    rows_seen = read_generated(runs, seen, mode.seeds, steps, args.cfg, device)
-    rows_held = read_generated(runs, heldout, mode.seeds, steps, args.cfg, device)
+    rows_seen = read_generated(runs, seen, mode.seeds, steps, args.cfg, device, args.shift)
+    rows_held = read_generated(runs, heldout, mode.seeds, steps, args.cfg, device, args.shift)
     n = len(rows_seen) + len(rows_held)
     log.info("generated and read %d clips in %.0fs", n, time.monotonic() - t)
     splits = (("seen", data), ("heldout", heldout_dir))
     loss = {k: loss_by_t(runs, d / "pairs", 64, device) for k, d in splits}
     res: dict[str, Any] = dict(
-        mode=args.mode, train_steps=tcfg.steps, train_s=train_s, train_overrides=over,
+        mode=args.mode, train_steps=tcfg.steps, train_s=train_s, reused_run=reused,
+        train_overrides=over,
         flow=dataclasses.asdict(tcfg.flow), sample_steps=steps, cfg_scale=args.cfg,
+        sample_shift=args.shift,
         pairs=counts, curate_counts=manifest.get("counts"), chance=chance(),
         seen=summarize(rows_seen), heldout=summarize(rows_held), loss_by_t=loss,
         readings=rows_seen + rows_held,
@@ -536,6 +569,11 @@ _FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
                             help="Euler steps at generation (default: the run's flow setting)")),
     ("--cfg", dict(type=float, default=None,
                    help="CFG scale at generation (default: the run's flow.cfg_scale)")),
+    ("--shift", dict(type=float, default=None,
+                     help="timestep shift at generation (default: the training shift)")),
+    ("--reuse-run", dict(action="store_true",
+                         help="evaluate OUT/run as trained by an earlier run with the same "
+                         "settings (no training), e.g. to compare --cfg or --sample-steps")),
     ("--seed", dict(type=int, default=0, help="seed of the footage and of the seen prompts")),
     ("--address", dict(default=None, help="Ray cluster address (default: a local Ray)")),
 )  # fmt: skip

@@ -52,6 +52,17 @@ def test_generate_shapes_defaults_and_seeds(run_dir):
     assert other[0].shape == (2, 8, 16, 3)
 
 
+def test_sampling_shift_defaults_to_the_training_shift_and_can_be_overridden(run_dir):
+    # The run's flow config has base_shift 1: its training shift at any token count is 1.
+    default = generate(run_dir, ["a red circle moving left"], seed=3)[0]
+    assert np.array_equal(generate(run_dir, ["a red circle moving left"], seed=3, shift=1.0)[0],
+                          default)  # fmt: skip
+    shifted = generate(run_dir, ["a red circle moving left"], seed=3, shift=4.0)[0]
+    assert not np.array_equal(shifted, default)
+    with pytest.raises(ValueError, match="shift must be > 0"):
+        generate(run_dir, ["x"], shift=0.0)
+
+
 def test_generate_rejects_shapes_the_patch_cannot_cover(run_dir):
     with pytest.raises(ValueError, match="not divisible by the patch"):
         generate(run_dir, ["x"], frames=2, size=(18, 16), steps=1)

@@ -59,11 +59,13 @@ def generate(
     seed: int = 0,
     device: str = "cpu",
     batch_size: int = 8,
+    shift: float | None = None,
 ) -> list[np.ndarray]:
     """Videos (T, H, W, 3) uint8, one per prompt, from the run's latest EMA weights.
 
     ``frames``/``size=(width, height)`` default to the training shape recorded in the
-    checkpoint; ``steps``/``cfg_scale`` to its flow config.
+    checkpoint; ``steps``/``cfg_scale`` to its flow config; ``shift`` (the sampling timestep
+    shift) to the training shift for this token count.
     """
     if not prompts:
         return []
@@ -98,7 +100,9 @@ def generate(
             f"codec {codec.name} has {lshape[0]} channels, model expects {model.config.in_channels}"
         )
     tokens = model.num_tokens(*lshape[1:])  # ValueError if not divisible by the patch
-    shift = shift_for_tokens(tokens, flow)
+    if shift is not None and shift <= 0:
+        raise ValueError(f"shift must be > 0, got {shift}")
+    shift = shift_for_tokens(tokens, flow) if shift is None else float(shift)
     log.info(
         "generating %d video(s) %dx%dx%d (%d tokens), %d steps, cfg %.2f, shift %.2f",
         len(prompts),
@@ -193,6 +197,13 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="classifier-free guidance scale, 1 = off (default: flow.cfg_scale)",
     )
+    parser.add_argument(
+        "--shift",
+        type=float,
+        default=None,
+        help="sampling timestep shift, > 1 spends more steps at high noise (default: the "
+        "training shift for this many tokens, from flow.base_shift)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="noise seed (prompt i uses seed+i)")
     parser.add_argument(
         "--fps", type=float, default=None, help="frame rate of the MP4 (default: the training fps)"
@@ -221,6 +232,7 @@ def generate_cli(args: argparse.Namespace) -> int:
             cfg_scale=getattr(args, "cfg", None),
             seed=int(getattr(args, "seed", 0) or 0),
             device=getattr(args, "device", "cpu") or "cpu",
+            shift=getattr(args, "shift", None),
         )
     except (FileNotFoundError, ValueError, ImportError) as e:
         log.error("%s", e)
