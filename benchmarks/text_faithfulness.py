@@ -460,7 +460,7 @@ def format_table(res: dict[str, Any]) -> str:
 
 
 def _reuse_run(out: Path, runs: Path, tcfg: Any) -> float:
-    """Check that OUT/run was trained with ``tcfg`` to its last step; its training time."""
+    """Check that OUT/run was trained with ``tcfg``; returns its recorded training time."""
     from common.config import to_dict
 
     saved = runs / "train_config.json"
