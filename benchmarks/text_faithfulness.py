@@ -558,7 +558,8 @@ _FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
                     help="cpu: reduced (2 CPU cores, ~30 min); full: GPU-sized (default: cpu)")),
     ("--output", dict(default="bench_out/text_faithfulness",
                       help="output dir: footage, curated data, pairs, run, results.{json,md}; "
-                      "footage and curation are reused on a rerun; OUT/run is always retrained")),
+                      "footage and curation are reused on a rerun; OUT/run is retrained unless "
+                      "--reuse-run")),
     ("--steps", dict(type=int, default=None,
                      help="training steps (default: the demo preset's train.steps)")),
     ("--set", dict(action="append", default=[], metavar="KEY=VALUE",
