@@ -66,7 +66,9 @@ def _tree_rss() -> tuple[int, int]:
 
 
 class MemSampler:
-    """Samples the process tree's memory every 0.2 s while running; keeps the maxima."""
+    """Samples the process tree's current RSS every 0.2 s while running; keeps the maxima
+    (``peak``: largest single process, ``total``: largest sum over the tree). A spike shorter
+    than the sampling interval can be missed. ``benchmarks/report_scale.py`` uses it too."""
 
     def __init__(self) -> None:
         self.total = self.peak = 0
@@ -199,15 +201,14 @@ def main(argv: list[str] | None = None) -> int:
             runs2 = [curate(inp, tmp / "o2", 2) for _ in range(args.repeats)]
             t1, n1 = _median(r[0] for r in runs1), runs1[0][1]
             t2, n2 = _median(r[0] for r in runs2), runs2[0][1]
-            mem = MemSampler()
-            mem.peak = max(r[2].peak for r in runs2)
-            mem.total = max(r[2].total for r in runs2)
+            peak = max(r[2].peak for r in runs2)
+            total = max(r[2].total for r in runs2)
             if n1 != n2:
                 log.warning("%s: 1 worker kept %d clips, 2 workers %d", name, n1, n2)
             print(
                 f"{name:14s} {len(paths):6d} {secs:8.0f} {t_det:9.2f} {t_dec:9.2f} {t1:10.2f}"
                 f" {t2:10.2f} {t2 / t_det:9.2f}x {t2 / t_dec:9.2f}x {t1 / t2:5.2f}x {n2:6d}"
-                f" {mem.peak / 2**20:13.0f} {mem.total / 2**20:13.0f}",
+                f" {peak / 2**20:13.0f} {total / 2**20:13.0f}",
                 flush=True,
             )
     finally:

@@ -5,8 +5,10 @@
 Takes a curated output (``clips/``, ``rejects/``, optional ``pairs/``, ``manifest.json``),
 replicates its tables to about N clip rows (every copy of a row gets a fresh ``clip_id``;
 rejects and pairs grow by the same factor), runs ``spacetime report`` on each size in a
-fresh process and prints one table: rows, seconds, the largest single-process peak RSS and
-the largest sum of RSS over the report process and everything it started (Ray included).
+fresh process and prints one table: rows, seconds, the largest single-process RSS and the
+largest sum of RSS over the report process and everything it started (Ray included), both
+sampled every 0.2 s (``curate_throughput.MemSampler``; until stop 12 the single-process
+column was the kernel's high-water mark, VmHWM).
 Bounded memory means the last two columns stay flat while the rows grow.
 
 The copies share their video bytes, written with Parquet dictionary encoding so that a
