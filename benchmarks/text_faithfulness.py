@@ -332,7 +332,7 @@ def caption_losses(
     ``{variant: {t: loss}}``. Equal losses mean the model ignores that word."""
     import torch
 
-    from train.flow import flow_loss
+    from train.flow import flow_loss, prior_noise
 
     variants = {
         "true": list(captions),
@@ -340,7 +340,9 @@ def caption_losses(
         "wrong_direction": [swap_attribute(c, "direction", i) for i, c in enumerate(captions)],
     }
     dev, b = x0.device, x0.shape[0]
-    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0)).to(dev)
+    noise = prior_noise(
+        tuple(x0.shape), flow.frame_noise_share, torch.Generator().manual_seed(0)
+    ).to(dev)
     keep = torch.zeros(b, dtype=torch.bool, device=dev)
     times = list(times)
     out: dict[str, dict[float, float]] = {}

@@ -37,7 +37,7 @@ from text_faithfulness import caption_losses, split_combos, summarize  # noqa: E
 
 from curate.oracle import read_clip  # noqa: E402
 from curate.synthetic import Shot, caption_for, render_shot  # noqa: E402
-from train.flow import EMA, FlowConfig, euler_sample, flow_loss, shift_for_tokens  # noqa: E402
+from train.flow import EMA, FlowConfig, euler_sample, flow_loss, prior_noise, shift_for_tokens  # noqa: E402
 from train.latents import pixels_to_unit, unit_to_pixels  # noqa: E402
 from train.model import DiT, ModelConfig, count_params  # noqa: E402
 from train.text import TextConfig, build_text_encoder  # noqa: E402
@@ -154,7 +154,8 @@ class Tuner:
             text, mask = self.enc.encode(prompts)
             shape = (3, a.frames, a.size, a.size)
             noise = torch.stack(
-                [torch.randn(shape, generator=torch.Generator().manual_seed(i)) for i in range(len(prompts))]
+                [prior_noise((1, *shape), self.fcfg.frame_noise_share, torch.Generator().manual_seed(i))[0]
+                 for i in range(len(prompts))]
             )  # fmt: skip
             for scale in a.cfg.split(","):
                 x = euler_sample(m, noise.shape, text, mask, steps=a.sample_steps,

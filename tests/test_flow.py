@@ -11,6 +11,7 @@ from train.flow import (
     FlowConfig,
     euler_sample,
     flow_loss,
+    prior_noise,
     sample_t,
     sampling_timesteps,
     shift_for_tokens,
@@ -72,6 +73,42 @@ def test_flow_loss_random_draws_are_seeded_and_dropout_rate():
     assert torch.equal(t1, t2) and torch.equal(l1, l2)
     drop = stub.calls[0][2].float().mean().item()
     assert 0.27 < drop < 0.33
+
+
+def test_prior_noise_is_plain_randn_by_default_and_shares_variance_across_frames():
+    def gen():
+        return torch.Generator().manual_seed(7)
+
+    shape = (256, 3, 4, 8, 8)
+    assert torch.equal(prior_noise(shape, 0.0, gen()), torch.randn(shape, generator=gen()))
+    x = prior_noise(shape, 0.6, gen())
+    assert abs(x.var().item() - 1.0) < 0.02
+    frames = x.transpose(0, 2).reshape(4, -1)  # (T, everything else)
+    corr = torch.corrcoef(frames)
+    off = corr[~torch.eye(4, dtype=torch.bool)]
+    assert ((off > 0.57) & (off < 0.63)).all(), corr
+    # An unbatched (C, T, H, W) shape works too; images (T = 1) stay unit-variance.
+    assert prior_noise((3, 4, 8, 8), 0.6, gen()).shape == (3, 4, 8, 8)
+    assert abs(prior_noise((4096, 3, 1, 4, 4), 0.6, gen()).var().item() - 1.0) < 0.02
+    with pytest.raises(ValueError, match="frame_noise_share"):
+        FlowConfig(frame_noise_share=1.0)
+
+
+def test_flow_loss_and_sampler_draw_from_the_configured_prior():
+    x0 = torch.zeros(2, 1, 3, 2, 2)
+    stub = Stub(lambda x, *a: torch.zeros_like(x))
+    t = torch.ones(2)  # x_t is the noise itself
+    cfg = FlowConfig(frame_noise_share=0.5)
+    mask = torch.ones(2, 1, dtype=torch.bool)
+    flow_loss(stub, x0, torch.zeros(2, 1, 4), mask, cfg, torch.Generator().manual_seed(1), t=t)
+    expected = prior_noise(x0.shape, 0.5, torch.Generator().manual_seed(1))
+    assert torch.allclose(stub.calls[0][0], expected)
+    # A zero velocity leaves the sampler at its starting noise: the same prior, same seed.
+    out = euler_sample(
+        stub, (2, 1, 3, 2, 2), torch.zeros(2, 1, 4), mask, steps=2, cfg_scale=1.0,
+        generator=torch.Generator().manual_seed(2), frame_noise_share=0.5,
+    )  # fmt: skip
+    assert torch.allclose(out, prior_noise((2, 1, 3, 2, 2), 0.5, torch.Generator().manual_seed(2)))
 
 
 def test_one_euler_step_constant_velocity():

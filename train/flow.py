@@ -11,6 +11,9 @@ Conventions (one direction everywhere): ``t = 0`` is data, ``t = 1`` is pure noi
   level, so they need more noise: ``s = base_shift * sqrt(num_tokens / shift_ref_tokens)``
   (the resolution-dependent shift of SD3, Esser et al. 2024, §5.3.2, with "pixels" read as
   "tokens"), clipped to ``[min_shift, max_shift]``. Sampling uses the same shift.
+- Noise prior: standard normal, or with ``frame_noise_share > 0`` a mix of noise shared by
+  every frame of a clip and noise drawn per frame (``prior_noise``); the sampler starts
+  from the same prior the model was trained on.
 - Caption dropout: each training sample's caption is replaced, with probability
   ``caption_dropout``, by the model's learned null caption (``DiT(..., drop_text=mask)``);
   the same null caption is the unconditional branch of classifier-free guidance.
@@ -18,7 +21,7 @@ Conventions (one direction everywhere): ``t = 0`` is data, ``t = 1`` is pure noi
   ``v = v_uncond + cfg_scale * (v_cond - v_uncond)``.
 
 Public API: ``FlowConfig``, ``time_shift``, ``shift_for_tokens``, ``sample_t``,
-``flow_loss``, ``euler_sample``, ``EMA``.
+``flow_loss``, ``prior_noise``, ``euler_sample``, ``EMA``.
 """
 
 from __future__ import annotations
@@ -53,12 +56,45 @@ class FlowConfig:
     """Default classifier-free guidance scale at sampling (1 = no guidance)."""
     sample_steps: int = 30
     """Default number of Euler steps at sampling."""
+    frame_noise_share: float = 0.0
+    """Share of the noise variance common to every frame of a clip, in [0, 1) (the mixed
+    noise prior of PYoCo, Ge et al. 2023); 0 = independent noise per frame. Training and
+    sampling draw from the same prior."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.frame_noise_share < 1.0:
+            raise ValueError(
+                f"flow.frame_noise_share must be in [0, 1), got {self.frame_noise_share}"
+            )
 
 
 def _randn(shape, generator, device, dtype=torch.float32) -> torch.Tensor:
     """Normal draws from ``generator`` (on its own device), placed on ``device``."""
     gdev = generator.device if generator is not None else device
     return torch.randn(shape, generator=generator, device=gdev, dtype=dtype).to(device)
+
+
+def prior_noise(
+    shape: tuple[int, ...],
+    share: float = 0.0,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Unit-variance noise of ``shape`` ((B,) C, T, H, W) from the flow's prior.
+
+    ``share`` of each element's variance is drawn once per clip and repeated over the T
+    frames, the rest independently per frame: ``sqrt(share) * e_shared + sqrt(1 - share) *
+    e_frame``. With ``share == 0`` this is exactly ``torch.randn(shape, generator=...)``.
+    """
+    dev = device if device is not None else (generator.device if generator is not None else "cpu")
+    if share <= 0.0:
+        return _randn(shape, generator, dev, dtype)
+    if len(shape) < 4:
+        raise ValueError(f"frame-correlated noise needs a (..., T, H, W) video shape, got {shape}")
+    per_frame = _randn(shape, generator, dev, dtype)
+    shared = _randn((*shape[:-3], 1, *shape[-2:]), generator, dev, dtype)  # one frame per clip
+    return math.sqrt(1.0 - share) * per_frame + math.sqrt(share) * shared
 
 
 def _rand(shape, generator, device) -> torch.Tensor:
@@ -124,7 +160,7 @@ def flow_loss(
         tokens = _core(model).num_tokens(*x0.shape[2:])
         t = sample_t(b, tokens, cfg, generator, device=dev)  # (B,)
     if noise is None:
-        noise = _randn(x0.shape, generator, dev, x0.dtype)
+        noise = prior_noise(tuple(x0.shape), cfg.frame_noise_share, generator, dev, x0.dtype)
     if drop_mask is None:
         drop_mask = _rand((b,), generator, dev) < cfg.caption_dropout
     tb = t.view(b, *([1] * (x0.dim() - 1))).to(x0.dtype)
@@ -153,14 +189,17 @@ def euler_sample(
     shift: float = 1.0,
     generator: torch.Generator | None = None,
     noise: torch.Tensor | None = None,
+    frame_noise_share: float = 0.0,
 ) -> torch.Tensor:
     """Integrate dx/dt = v from t=1 (noise) to t=0; returns x0 of ``shape`` (B, C, T, H, W).
 
+    The start is ``noise`` when given, else a draw from ``prior_noise(shape,
+    frame_noise_share, generator)`` (pass the training ``FlowConfig.frame_noise_share``).
     The unconditional branch uses ``null_text``/``null_mask`` when given, else the model's
     learned null caption. ``cfg_scale == 1`` runs the conditional branch only.
     """
     dev = text.device
-    x = noise if noise is not None else _randn(shape, generator, dev)
+    x = noise if noise is not None else prior_noise(shape, frame_noise_share, generator, dev)
     b = x.shape[0]
     ts = sampling_timesteps(steps, shift, device=dev)
     guided = cfg_scale != 1.0

@@ -24,7 +24,7 @@ import torch
 
 from common.video import encode_mp4
 from train.checkpoint import load_for_generation
-from train.flow import FlowConfig, euler_sample, shift_for_tokens
+from train.flow import FlowConfig, euler_sample, prior_noise, shift_for_tokens
 from train.latents import LatentConfig, build_latent_codec
 from train.text import TextConfig, build_text_encoder
 
@@ -120,7 +120,11 @@ def generate(
         text, mask = encoder.encode(chunk)
         noise = torch.stack(
             [
-                torch.randn(lshape, generator=torch.Generator().manual_seed(seed + start + i))
+                prior_noise(
+                    tuple(lshape),
+                    flow.frame_noise_share,
+                    torch.Generator().manual_seed(seed + start + i),
+                )
                 for i in range(len(chunk))
             ]
         ).to(device)

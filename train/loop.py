@@ -56,7 +56,7 @@ from train.data import (
     unique_captions,
     unpack_batch,
 )
-from train.flow import EMA, euler_sample, flow_loss, shift_for_tokens
+from train.flow import EMA, euler_sample, flow_loss, prior_noise, shift_for_tokens
 
 log = logging.getLogger(__name__)
 
@@ -519,7 +519,7 @@ class _Worker:
         video = self.config["video"]
         shape = self.codec.latent_shape(video["frames"], video["height"], video["width"])
         gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
-        noise = torch.randn((len(text), *shape), generator=gen, device=self.device)
+        noise = prior_noise((len(text), *shape), cfg.flow.frame_noise_share, gen, self.device)
         with _autocast(cfg, self.device):
             x = euler_sample(
                 model,
