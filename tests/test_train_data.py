@@ -167,3 +167,12 @@ def test_tiny_dataset_spread_over_buckets_still_forms_batches(pairs):
     # The normal case is untouched: with enough rows each clip keeps its own bucket.
     _, full_counts = epoch_batches(index, _cfg(), 0, 2)
     assert "merged_buckets" not in full_counts
+
+
+def test_train_config_rejects_bad_values_naming_the_field():
+    from common.config import ConfigError
+
+    for field, value in (("torch_threads", -1), ("image_fraction", 1.5), ("strategy", "zero")):
+        with pytest.raises(ConfigError, match=f"train.{field}"):
+            _cfg(**{field: value})
+    assert _cfg(torch_threads=2).torch_threads == 2

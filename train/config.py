@@ -72,6 +72,10 @@ class TrainConfig:
     """Ray Train workers (data-parallel ranks)."""
     cpus_per_worker: float = 1.0
     """CPUs reserved per worker (fractional is fine)."""
+    torch_threads: int = 0
+    """Intra-op threads of each worker's torch (0 = Ray's default, the worker's whole CPUs).
+    On a CPU-only machine a worker may use more threads than the CPUs it reserves, e.g. the
+    demo's one worker uses both cores of a 2-core box while the loader shares them."""
     use_gpu: bool = False
     """One GPU per worker."""
     strategy: str = "ddp"
@@ -114,6 +118,8 @@ class TrainConfig:
         for name in ("num_frames", "batch_size", "steps", "grad_accum", "workers", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.torch_threads < 0:
+            raise ConfigError(f"train.torch_threads must be >= 0, got {self.torch_threads}")
         if not 0.0 <= self.image_fraction <= 1.0:
             raise ConfigError(f"train.image_fraction must be in [0, 1], got {self.image_fraction}")
         if not self.buckets:

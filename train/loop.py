@@ -221,6 +221,9 @@ class _Worker:
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
         self.device = ray.train.torch.get_device()
         cfg = self.cfg
+        if cfg.torch_threads > 0:
+            torch.set_num_threads(cfg.torch_threads)
+        log.info("rank %d: torch uses %d threads", self.rank, torch.get_num_threads())
         torch.manual_seed(cfg.seed)
         lat = cfg.latents
         if lat.codec != "identity" and self.device.type == "cuda":
