@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from common.config import ConfigError
+
 
 @dataclass(frozen=True)
 class FlowConfig:
@@ -63,7 +65,7 @@ class FlowConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.frame_noise_share < 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"flow.frame_noise_share must be in [0, 1), got {self.frame_noise_share}"
             )
 
