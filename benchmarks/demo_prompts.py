@@ -1,6 +1,6 @@
 """Does the demo's model follow its prompts? Reads its clips with the text-faithfulness oracle.
 
-    python benchmarks/demo_prompts.py demo_out/run [--seeds 2]
+    python benchmarks/demo_prompts.py demo_out/run [--seeds 2] [--first-sentence]
 
 Generates one clip per colour x direction of the synthetic footage (8 x 4 prompts per
 seed, seeds 0, 100, 200, ...) with ``train.generate.generate``, reads each with
@@ -8,10 +8,11 @@ seed, seeds 0, 100, 200, ...) with ``train.generate.generate``, reads each with
 chance, the object presence, and what was read.
 
 The prompts are what ``recaption --backend attributes`` writes for such a clip, because
-that is the text the demo's model was trained on: its first sentence ("A red object moves
-to the left across a dim frame; the camera does not move.", the demo's own prompt style),
-or with ``--dense`` the whole caption, as in training. The captioner never names white (a
-white shape is "Something moves ..."), so white prompts carry no colour word.
+that is the text the demo's model was trained on: by default its whole caption ("A red
+object moves to the left across a dim frame; the camera does not move. Dominant colours:
+gray, red. The motion is slow. Dim scene.", as in training and as the demo prompts), or
+with ``--first-sentence`` only its first sentence. The captioner never names white (a white
+shape is "Something moves ..."), so white prompts carry no colour word.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from curate.synthetic import COLORS, DIRECTIONS  # noqa: E402
 from recaption.backend_attributes import describe  # noqa: E402
 
 
-def prompt_for(color: str, direction: str, dense: bool = False) -> str:
+def prompt_for(color: str, direction: str, first_sentence: bool = False) -> str:
     """The attribute captioner's caption of a ``color`` shape moving ``direction`` on a dim
-    background with a static camera: its first sentence, or with ``dense`` the whole caption."""
+    background with a static camera: the whole caption, or only its first sentence."""
     row = {
         "dominant_colors": ["gray", color],
         "camera_motion": "static",
@@ -41,7 +42,7 @@ def prompt_for(color: str, direction: str, dense: bool = False) -> str:
         "bright_frac": 0.0,
     }
     full, first = describe(row)
-    return full if dense else first
+    return first if first_sentence else full
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run", help="the demo's run directory (e.g. demo_out/run)")
     p.add_argument("--seeds", type=int, default=2, help="clips per prompt (seeds 0, 100, ...)")
     p.add_argument(
-        "--dense", action="store_true", help="prompt with the whole caption, not its first sentence"
+        "--first-sentence",
+        action="store_true",
+        help="prompt with the caption's first sentence only (default: the whole caption)",
     )
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from train.generate import generate
 
     truth = [(c, d) for c in COLORS for d in DIRECTIONS]
-    prompts = [prompt_for(c, d, args.dense) for c, d in truth]
+    prompts = [prompt_for(c, d, args.first_sentence) for c, d in truth]
     rows = []
     for k in range(args.seeds):
         videos = generate(args.run, prompts, seed=100 * k, device=args.device)
