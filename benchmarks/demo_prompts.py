@@ -24,25 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.demo import shape_prompt  # noqa: E402
 from curate.oracle import read_clip  # noqa: E402
 from curate.synthetic import COLORS, DIRECTIONS  # noqa: E402
-from recaption.backend_attributes import describe  # noqa: E402
-
-
-def prompt_for(color: str, direction: str, first_sentence: bool = False) -> str:
-    """The attribute captioner's caption of a ``color`` shape moving ``direction`` on a dim
-    background with a static camera: the whole caption, or only its first sentence."""
-    row = {
-        "dominant_colors": ["gray", color],
-        "camera_motion": "static",
-        "motion_direction": direction,
-        "motion": 1.0,
-        "luma_mean": 80.0,
-        "dark_frac": 0.0,
-        "bright_frac": 0.0,
-    }
-    full, first = describe(row)
-    return first if first_sentence else full
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from train.generate import generate
 
     truth = [(c, d) for c in COLORS for d in DIRECTIONS]
-    prompts = [prompt_for(c, d, args.first_sentence) for c, d in truth]
+    prompts = [shape_prompt(c, d, args.first_sentence) for c, d in truth]
     rows = []
     for k in range(args.seeds):
         videos = generate(args.run, prompts, seed=100 * k, device=args.device)

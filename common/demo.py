@@ -19,13 +19,33 @@ log = logging.getLogger(__name__)
 
 # Written the way `recaption --backend attributes` captions the demo's moving shapes (its whole
 # caption, as the model sees in training): the tiny model only knows that phrasing.
-# benchmarks/demo_prompts.py measures how far it follows such prompts.
+# They equal shape_prompt("red", "left") and shape_prompt("blue", "up") (tested);
+# benchmarks/demo_prompts.py measures how far the model follows such prompts.
 DEFAULT_PROMPTS = (
     "A red object moves to the left across a dim frame; the camera does not move. "
     "Dominant colours: gray, red. The motion is slow. Dim scene.",
     "A blue object moves upward across a dim frame; the camera does not move. "
     "Dominant colours: gray, blue. The motion is slow. Dim scene.",
 )
+
+
+def shape_prompt(color: str, direction: str, first_sentence: bool = False) -> str:
+    """What ``recaption --backend attributes`` writes for a ``color`` shape moving
+    ``direction`` on a dim background with a static camera: its whole caption, or only its
+    first sentence."""
+    from recaption.backend_attributes import describe
+
+    row = {
+        "dominant_colors": ["gray", color],
+        "camera_motion": "static",
+        "motion_direction": direction,
+        "motion": 1.0,
+        "luma_mean": 80.0,
+        "dark_frac": 0.0,
+        "bright_frac": 0.0,
+    }
+    full, first = describe(row)
+    return first if first_sentence else full
 
 
 def real_footage() -> list[Path]:

@@ -58,13 +58,6 @@ def test_demo_end_to_end_reduced(tmp_path, ray_session):
 
 def test_default_prompts_are_what_the_attribute_captioner_writes_for_such_clips():
     """The demo's model is trained on attribute captions; its prompts must be written alike."""
-    from common.demo import DEFAULT_PROMPTS
-    from recaption.backend_attributes import describe
+    from common.demo import DEFAULT_PROMPTS, shape_prompt
 
-    def caption(color: str, direction: str) -> str:
-        row = {"dominant_colors": ["gray", color], "camera_motion": "static",
-               "motion_direction": direction, "motion": 1.0, "luma_mean": 80.0,
-               "dark_frac": 0.0, "bright_frac": 0.0}  # fmt: skip
-        return describe(row)[0]
-
-    assert DEFAULT_PROMPTS == (caption("red", "left"), caption("blue", "up"))
+    assert DEFAULT_PROMPTS == (shape_prompt("red", "left"), shape_prompt("blue", "up"))
