@@ -121,9 +121,7 @@ def generate(
         noise = torch.stack(
             [
                 prior_noise(
-                    tuple(lshape),
-                    flow.frame_noise_share,
-                    torch.Generator().manual_seed(seed + start + i),
+                    lshape, flow.frame_noise_share, torch.Generator().manual_seed(seed + start + i)
                 )
                 for i in range(len(chunk))
             ]
