@@ -4,15 +4,21 @@ or crashed job.
 
 One child per calling process is kept warm between calls (imports are paid once); a call
 that times out or kills the child discards it and the next call starts a fresh one.
+
+The child is a ``multiprocessing`` spawn ``Process`` talking over a ``Pipe``, not a
+``ProcessPoolExecutor``: the executor's queues hold named semaphores that multiprocessing's
+resource tracker must unregister when the process exits, and a Ray worker kills its child
+processes (the tracker among them) before Python's own teardown, so every exiting worker
+logged a "resource_tracker: process died unexpectedly" traceback per semaphore.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import logging
 import multiprocessing as mp
 import threading
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -26,36 +32,81 @@ class DecoderCrashed(Exception):
     """The child process died during the call (e.g. a segfault in the decoder)."""
 
 
-def _child_init() -> None:
+def _serve(conn: Connection, preload: tuple[str, ...]) -> None:
+    """The child's loop: import ``preload``, say ready, then receive ``(fn, args)`` and send
+    back ``(True, result)`` or ``(False, exception)``; stop at end of input."""
+    import importlib
+
     import cv2
 
     cv2.setNumThreads(1)
+    for name in preload:
+        importlib.import_module(name)
+    conn.send(("ready", None))
+    while True:
+        try:
+            fn, args = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            reply: tuple[bool, Any] = (True, fn(*args))
+        except Exception as e:  # noqa: BLE001 - handed back to the caller, who re-raises it
+            reply = (False, e)
+        try:
+            conn.send(reply)
+        except Exception as e:  # noqa: BLE001 - e.g. an exception that cannot be pickled
+            conn.send((False, RuntimeError(f"{type(e).__name__} sending the result: {e}")))
 
 
 class IsolatedRunner:
-    """A one-process pool that survives the death of its process."""
+    """A one-child runner that survives the death of its child.
 
-    def __init__(self) -> None:
-        self._pool: cf.ProcessPoolExecutor | None = None
+    ``preload``: modules the child imports before it says it is ready; starting the child
+    (a fresh interpreter, which on a loaded machine can take many seconds) is waited for up to
+    ``start_timeout`` seconds and is not counted against any call's timeout.
+    """
+
+    def __init__(self, preload: tuple[str, ...] = (), start_timeout: float = 300.0) -> None:
+        self.preload = tuple(preload)
+        self.start_timeout = start_timeout
+        self._proc: Any = None  # multiprocessing's SpawnProcess
+        self._conn: Connection | None = None
         self._lock = threading.Lock()
 
-    def _get(self) -> cf.ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = cf.ProcessPoolExecutor(
-                max_workers=1, mp_context=mp.get_context("spawn"), initializer=_child_init
-            )
-        return self._pool
+    def _get(self) -> Connection:
+        if self._conn is not None:
+            return self._conn
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        # daemon: stopped with this process, never left waiting on its pipe
+        proc = ctx.Process(target=_serve, args=(child, self.preload), daemon=True,
+                           name="isolated-decoder")  # fmt: skip
+        proc.start()
+        child.close()
+        self._proc, self._conn = proc, parent
+        try:
+            if parent.poll(self.start_timeout):
+                parent.recv()  # ("ready", None)
+                return parent
+        except (EOFError, OSError):
+            pass
+        code = self._discard()
+        raise DecoderCrashed(
+            f"decoder process did not start within {self.start_timeout:.0f}s (exit code {code})"
+        )
 
-    def _discard(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            try:
-                proc.kill()
-            except (OSError, AttributeError):
-                pass
-        pool.shutdown(wait=False, cancel_futures=True)
+    def _discard(self) -> int | None:
+        """Kill and forget the child; returns its exit code."""
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if conn is not None:
+            conn.close()
+        if proc is None:
+            return None
+        if proc.is_alive():
+            proc.kill()
+        proc.join(timeout=10)
+        return proc.exitcode
 
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
         """``fn(*args)`` in the child; raises :class:`DecodeTimeout` / :class:`DecoderCrashed`.
@@ -63,17 +114,20 @@ class IsolatedRunner:
         Exceptions raised by ``fn`` itself are re-raised here unchanged.
         """
         with self._lock:
-            fut = self._get().submit(fn, *args)
+            conn = self._get()
             try:
-                return fut.result(timeout=timeout)
-            except cf.TimeoutError as e:
-                self._discard()
-                raise DecodeTimeout(
-                    f"no result after {timeout:.0f}s; decoder process killed"
-                ) from e
-            except cf.process.BrokenProcessPool as e:
-                self._discard()
-                raise DecoderCrashed(f"decoder process died ({e})") from e
+                conn.send((fn, args))
+                ready = conn.poll(timeout)  # also true at end of input (the child died)
+                if not ready:
+                    self._discard()
+                    raise DecodeTimeout(f"no result after {timeout:.0f}s; decoder process killed")
+                ok, value = conn.recv()
+            except (EOFError, OSError) as e:
+                code = self._discard()
+                raise DecoderCrashed(f"decoder process died (exit code {code})") from e
+        if ok:
+            return value
+        raise value
 
     def close(self) -> None:
         """Stop the child."""
@@ -88,5 +142,5 @@ def runner() -> IsolatedRunner:
     """This process's shared runner."""
     global _RUNNER
     if _RUNNER is None:
-        _RUNNER = IsolatedRunner()
+        _RUNNER = IsolatedRunner(preload=("curate.clips",))
     return _RUNNER

@@ -83,3 +83,33 @@ def test_timeout_becomes_a_reject_row(tmp_path):
     rej = [r for r in rows if r["_kind"] == "reject"]
     assert len(src) == 1 and src[0]["status"] == "failed"
     assert [(r["stage"], r["reason"]) for r in rej] == [("probe", "decode_timeout")]
+
+
+def test_isolated_runner_holds_no_tracked_semaphores(monkeypatch):
+    # A Ray worker kills its children (multiprocessing's resource tracker among them) before
+    # Python's teardown; semaphores registered with the tracker then log a traceback each.
+    from multiprocessing import resource_tracker
+
+    registered = []
+    monkeypatch.setattr(resource_tracker, "register", lambda name, rtype: registered.append(rtype))
+    run = IsolatedRunner()
+    try:
+        assert run.call(sum, [1, 2], timeout=60) == 3
+        with pytest.raises(ZeroDivisionError):
+            run.call(divmod, 1, 0, timeout=60)  # fn's own exception comes back unchanged
+    finally:
+        run.close()
+    assert registered == []
+
+
+def test_isolated_child_start_is_not_counted_against_the_call(tmp_path, monkeypatch):
+    (tmp_path / "slow_to_import.py").write_text("import time\ntime.sleep(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # the spawned child inherits sys.path
+    run = IsolatedRunner(preload=("slow_to_import",))
+    try:
+        assert run.call(sum, [1, 2], timeout=1) == 3  # the 3 s start is not the call's second
+    finally:
+        run.close()
+    broken = IsolatedRunner(preload=("no_such_module_here",), start_timeout=60)
+    with pytest.raises(DecoderCrashed, match="did not start"):
+        broken.call(sum, [1], timeout=60)
