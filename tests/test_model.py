@@ -16,6 +16,7 @@ from train.model import (
     model_flops,
     rope_angles,
     rope_axis_dims,
+    sincos_position_embedding,
 )
 from train.model import Attention as Attn
 
@@ -242,6 +243,42 @@ def test_pooled_text_conditions_every_block_through_adaln():
     # Initialised as a no-op: a fresh model's conditioning ignores the pooled caption.
     fresh = DiT.from_config(small_cfg(pooled_text=True), TEXT_DIM)
     assert torch.count_nonzero(fresh.pooled_embed[-1].weight) == 0
+
+
+def test_abs_pos_lets_a_token_tell_its_frame():
+    """On a clip whose every token is the same, RoPE alone cannot tell frames apart (each
+    attention output averages identical values), so every frame's output is the same; with
+    ``abs_pos`` the first frame's output differs from the last's."""
+    x = torch.full((1, 3, 4, 8, 8), 0.3)
+    _, t, text, mask = inputs(1, 4, 8, 8)
+    outs = {}
+    for abs_pos in (False, True):
+        model = randomize(DiT.from_config(small_cfg(abs_pos=abs_pos), TEXT_DIM)).eval()
+        with torch.no_grad():
+            outs[abs_pos] = model(x, t, text, mask)  # (1, 3, 4, 8, 8)
+    rope_only, with_pos = outs[False], outs[True]
+    torch.testing.assert_close(rope_only[:, :, 0], rope_only[:, :, 3])
+    assert (with_pos[:, :, 0] - with_pos[:, :, 3]).abs().max() > 1e-2
+    # weight-free: the same state dict with and without it
+    keys = set(DiT.from_config(small_cfg(abs_pos=True), TEXT_DIM).state_dict())
+    assert keys == set(DiT.from_config(small_cfg(), TEXT_DIM).state_dict())
+
+
+def test_sincos_position_embedding_is_per_axis_in_raster_order():
+    gt, gh, gw, dim = 3, 4, 5, 48
+    e = sincos_position_embedding((gt, gh, gw), dim).view(gt, gh, gw, dim)
+    dt, dh, dw = rope_axis_dims(dim)
+    # the time part depends on t only, the height part on h only, the width part on w only
+    torch.testing.assert_close(e[:, :, :, :dt], e[:, :1, :1, :dt].expand(gt, gh, gw, dt))
+    torch.testing.assert_close(
+        e[..., dt : dt + dh], e[:1, :, :1, dt : dt + dh].expand(gt, gh, gw, dh)
+    )
+    torch.testing.assert_close(e[..., dt + dh :], e[:1, :1, :, dt + dh :].expand(gt, gh, gw, dw))
+    # position 0 is sin 0 / cos 0; every grid position has its own embedding
+    assert torch.equal(e[0, 0, 0, : dt // 2], torch.zeros(dt // 2))
+    assert torch.equal(e[0, 0, 0, dt // 2 : dt], torch.ones(dt // 2))
+    flat = e.reshape(-1, dim)
+    assert torch.cdist(flat, flat).add(torch.eye(len(flat)) * 1e3).min() > 1e-3
 
 
 def test_activation_checkpointing_gives_same_output_and_grads():

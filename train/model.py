@@ -77,6 +77,12 @@ class ModelConfig:
     """RMS-normalise queries and keys per head before attention (stabilises training)."""
     rope_theta: float = 10000.0
     """RoPE base frequency, shared by the time, height and width axes."""
+    abs_pos: bool = False
+    """Also add fixed sin-cos embeddings of each token's (t, h, w) grid position to the patch
+    embeddings (DiT's 2D and Latte's temporal embeddings). RoPE is relative only: on a clip
+    whose tokens all look alike (pure noise, on average) no token can tell the first frame
+    from the last, which a caption like "moving left" needs at high noise. Off by default;
+    measured in benchmarks/RESULTS.md (runs 27-30). No weights: checkpoints are unchanged."""
     pooled_text: bool = False
     """Also add an MLP of the caption's mean token embedding to the timestep conditioning
     (adaLN), as SD3 does with its pooled text, so global attributes modulate every block and
@@ -131,6 +137,25 @@ def rope_angles(
     fh = _axis_freqs(gh, dh, theta, device)[None, :, None, :].expand(gt, gh, gw, dh // 2)
     fw = _axis_freqs(gw, dw, theta, device)[None, None, :, :].expand(gt, gh, gw, dw // 2)
     return torch.cat([ft, fh, fw], dim=-1).reshape(gt * gh * gw, head_dim // 2).float()
+
+
+def sincos_position_embedding(grid: tuple[int, int, int], dim: int, device=None) -> torch.Tensor:
+    """Fixed sin-cos embedding of each (t, h, w) grid position in raster order: (t*h*w, dim).
+
+    ``dim`` is split over (t, h, w) as in :func:`rope_axis_dims`; each axis gets DiT's 1D
+    sin-cos embedding of its integer position (base 10000)."""
+    gt, gh, gw = grid
+    dt, dh, dw = rope_axis_dims(dim)
+
+    def axis(n: int, d: int) -> torch.Tensor:  # (n, d)
+        omega = 1.0 / 10000 ** (torch.arange(d // 2, device=device, dtype=torch.float64) / (d / 2))
+        ang = torch.outer(torch.arange(n, device=device, dtype=torch.float64), omega)
+        return torch.cat([ang.sin(), ang.cos()], dim=1)
+
+    et = axis(gt, dt)[:, None, None, :].expand(gt, gh, gw, dt)
+    eh = axis(gh, dh)[None, :, None, :].expand(gt, gh, gw, dh)
+    ew = axis(gw, dw)[None, None, :, :].expand(gt, gh, gw, dw)
+    return torch.cat([et, eh, ew], dim=-1).reshape(gt * gh * gw, dim).float()
 
 
 def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
@@ -350,6 +375,16 @@ class DiT(nn.Module):
             cache[key] = rope_angles(grid, head_dim, self.config.rope_theta, device)
         return cache[key]
 
+    def _abs_pos(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
+        """Absolute sin-cos position embeddings (N, D) for a token grid, cached like RoPE."""
+        key = (grid, str(device))
+        cache = self.__dict__.setdefault("_abs_pos_cache", {})
+        if key not in cache:
+            if len(cache) > 64:
+                cache.clear()
+            cache[key] = sincos_position_embedding(grid, self.config.hidden, device)
+        return cache[key]
+
     def num_tokens(self, t: int, h: int, w: int) -> int:
         """Number of spacetime tokens for an input of T, H, W."""
         gt, gh, gw = self.grid(t, h, w)
@@ -399,6 +434,8 @@ class DiT(nn.Module):
 
         h = self.x_embed(x)  # (B, D, gt, gh, gw)
         h = h.flatten(2).transpose(1, 2)  # (B, N, D), raster order over (t, h, w)
+        if self.config.abs_pos:
+            h = h + self._abs_pos(grid, x.device).to(h.dtype)  # (N, D) broadcast over B
         c = self.t_embed(t)  # (B, D)
         if self.pooled_embed is not None:
             m = text_mask.unsqueeze(-1).to(text.dtype)  # (B, L, 1)
