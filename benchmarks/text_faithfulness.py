@@ -61,6 +61,8 @@ CAPTION_SOURCE = "generator-truth"
 TARGET_BOTH = 0.90
 TARGET_PRESENCE = 0.95
 T_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+AXIS = {"left": "horizontal", "right": "horizontal", "up": "vertical", "down": "vertical"}
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
 
 @dataclass(frozen=True)
@@ -265,15 +267,20 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Accuracy of colour, direction and both, and mean presence, over oracle readings.
 
     Each row has ``color``/``direction`` (truth) and ``read_color``/``read_direction``/
-    ``presence`` (the oracle's reading)."""
+    ``presence`` (the oracle's reading). ``axis``: the direction read on the right axis
+    (horizontal / vertical) whatever its sign."""
     if not rows:
-        return dict.fromkeys(("color", "direction", "both", "presence"), float("nan")) | {"n": 0}
+        return dict.fromkeys(("color", "direction", "axis", "both", "presence"), float("nan")) | {
+            "n": 0
+        }
     col = [r["read_color"] == r["color"] for r in rows]
     dirn = [r["read_direction"] == r["direction"] for r in rows]
+    axis = [AXIS.get(r["read_direction"]) == AXIS[r["direction"]] for r in rows]
     return {
         "n": len(rows),
         "color": float(np.mean(col)),
         "direction": float(np.mean(dirn)),
+        "axis": float(np.mean(axis)),
         "both": float(np.mean([a and b for a, b in zip(col, dirn, strict=True)])),
         "presence": float(np.mean([r["presence"] for r in rows])),
     }
@@ -282,7 +289,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 def chance() -> dict[str, float]:
     """Accuracy of a uniform guess over the generator's vocabulary."""
     nc, nd = len(COLORS), len(DIRECTIONS)
-    return {"color": 1 / nc, "direction": 1 / nd, "both": 1 / (nc * nd)}
+    return {"color": 1 / nc, "direction": 1 / nd, "axis": 0.5, "both": 1 / (nc * nd)}
 
 
 def read_generated(
@@ -323,12 +330,20 @@ def swap_attribute(caption: str, attr: str, k: int = 0) -> str:
     return " ".join(words)
 
 
+def opposite_direction(caption: str) -> str:
+    """``caption`` with its direction word (the last) replaced by the opposite one."""
+    words = caption.split()
+    words[-1] = OPPOSITE[words[-1]]
+    return " ".join(words)
+
+
 def caption_losses(
     model: Any, enc: Any, flow: Any, x0: Any, captions: Sequence[str], times: Iterable[float]
 ) -> dict[str, dict[float, float]]:
     """Flow-matching loss of ``model`` on clean clips ``x0`` (B, C, T, H, W) at each time in
     ``times`` (fixed noise, captions kept), with the clips' own ``captions`` (``"true"``) and
-    with their colour / direction word swapped (``"wrong_color"`` / ``"wrong_direction"``):
+    with their colour / direction word swapped (``"wrong_color"`` / ``"wrong_direction"``)
+    and with the opposite direction (``"opposite_direction"``: the same axis, the other sign):
     ``{variant: {t: loss}}``. Equal losses mean the model ignores that word."""
     import torch
 
@@ -338,6 +353,7 @@ def caption_losses(
         "true": list(captions),
         "wrong_color": [swap_attribute(c, "color", i) for i, c in enumerate(captions)],
         "wrong_direction": [swap_attribute(c, "direction", i) for i, c in enumerate(captions)],
+        "opposite_direction": [opposite_direction(c) for c in captions],
     }
     dev, b = x0.device, x0.shape[0]
     noise = prior_noise(
@@ -427,10 +443,13 @@ def format_table(res: dict[str, Any]) -> str:
         "| --- | --- | --- | --- | --- |",
         f"| prompts x seeds | {seen['n']} | {held['n']} | | |",
     ]
-    for k, label in (("color", "colour"), ("direction", "direction"), ("both", "both")):
+    rows = (("color", "colour accuracy"), ("direction", "direction accuracy"),
+            ("axis", "direction axis accuracy (sign ignored)"), ("both", "both accuracy"))  # fmt: skip
+    for k, label in rows:
         tgt = f">= {_pct(TARGET_BOTH)}" if k == "both" else ""
         lines.append(
-            f"| {label} accuracy | {_pct(seen[k])} | {_pct(held[k])} | {_pct(ch[k])} | {tgt} |"
+            f"| {label} | {_pct(seen.get(k, float('nan')))} | {_pct(held.get(k, float('nan')))} "
+            f"| {_pct(ch[k])} | {tgt} |"
         )
     lines.append(
         f"| object persistence | {_pct(seen['presence'])} | {_pct(held['presence'])} "
@@ -442,10 +461,12 @@ def format_table(res: dict[str, Any]) -> str:
             f"| flow loss t={k} | {seen_l['true'][k]:.4f} | "
             f"{held_l.get('true', {}).get(k, float('nan')):.4f} | | |"
         )
-    for attr, label in (("wrong_color", "colour"), ("wrong_direction", "direction")):
+    swaps = (("wrong_color", "wrong colour"), ("wrong_direction", "wrong direction"),
+             ("opposite_direction", "opposite direction"))  # fmt: skip
+    for attr, label in swaps:
         for k in seen_l.get(attr, {}):
             lines.append(
-                f"| loss change, wrong {label} word, t={k} | {_rel(seen_l, attr, k)} | "
+                f"| loss change, {label} word, t={k} | {_rel(seen_l, attr, k)} | "
                 f"{_rel(held_l, attr, k)} | | |"
             )
     verdict = "PASS" if res["pass"] else "FAIL"

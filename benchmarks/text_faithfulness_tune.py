@@ -7,11 +7,12 @@
 Renders the benchmark's moving shapes straight from ``curate.synthetic`` (the benchmark's
 colour x shape x direction split, ``--repeats`` shots per training combination), trains the
 DiT with the trainer's own ``flow_loss`` / ``EMA`` on random windows, and at each ``--eval``
-step (and the last) prints, for the EMA weights:
+step (and the last) prints, for the EMA weights (``--load`` evaluates saved ones instead):
 
 - caption sensitivity: the flow loss on 48 training windows at t = 0.3, 0.6, 0.9 with the
-  true caption, the direction word swapped, and the colour word swapped;
-- oracle readings (``curate.oracle.read_clip``) of one generated clip per prompt for 16 seen
+  true caption, the direction word swapped, the colour word swapped, and the opposite
+  direction word (same axis, other sign);
+- oracle readings (``curate.oracle.read_clip``) of ``--seeds`` generated clips per prompt for 16 seen
   and the 16 held-out prompts, per CFG scale.
 
 It exists to make each try cheap; the benchmark itself (``text_faithfulness.py``) is what
@@ -64,6 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cfg", default="5", help="comma-separated CFG scales to evaluate")
     p.add_argument("--sample-steps", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seeds", type=int, default=1,
+                   help="generated clips per prompt (seed k draws noise seed i + 1000*k for "
+                   "prompt i; seed 0 is what runs before --seeds drew)")  # fmt: skip
+    p.add_argument("--load", default="", help="evaluate these saved EMA weights; no training")
     p.add_argument("--out", default="bench_out/tune/results.jsonl")
     return p.parse_args(argv)
 
@@ -128,13 +133,14 @@ class Tuner:
         return float(loss.detach())
 
     def sensitivity(self, m: DiT) -> dict[str, list[float]]:
-        """Loss at t = 0.3/0.6/0.9: [true, wrong direction, wrong colour] captions."""
+        """Loss at t = 0.3/0.6/0.9: [true, wrong direction, wrong colour, opposite direction]
+        captions."""
         rng = np.random.default_rng(1)
         idx = rng.choice(len(self.clips), min(48, len(self.clips)), replace=False)
         x0 = pixels_to_unit(np.stack([self.window(i, rng) for i in idx]))
         times = (0.3, 0.6, 0.9)
         loss = caption_losses(m, self.enc, self.fcfg, x0, [self.caps[i] for i in idx], times)
-        order = ("true", "wrong_direction", "wrong_color")
+        order = ("true", "wrong_direction", "wrong_color", "opposite_direction")
         return {f"t{t}": [round(loss[v][t], 5) for v in order] for t in times}
 
     def evaluate(self, step: int) -> dict:
@@ -142,20 +148,25 @@ class Tuner:
         m = DiT.from_config(self.mcfg, self.enc.dim)
         m.load_state_dict(self.ema.state_dict())
         m.eval()
-        torch.save(self.ema.state_dict(), self.out.parent / f"{a.tag}_{step}.pt")
+        if not a.load:
+            torch.save(self.ema.state_dict(), self.out.parent / f"{a.tag}_{step}.pt")
         res: dict = {"sensitivity": self.sensitivity(m)}
-        print(f"  sens@{step} (true, wrong dir, wrong colour): {res['sensitivity']}", flush=True)
+        print(
+            f"  sens@{step} (true, wrong dir, wrong colour, opposite dir): {res['sensitivity']}",
+            flush=True,
+        )
         pick = np.random.default_rng(0).choice(len(self.train_c), 16, replace=False)
         seen = [self.train_c[i] for i in sorted(pick)]
         tokens = m.num_tokens(a.frames, a.size, a.size)
         for name, combos in (("seen", seen), ("held", self.held)):
             prompts = [caption_for(dict(kind="shape", color=c, shape=s, direction=d))
                        for c, s, d in combos]  # fmt: skip
-            text, mask = self.enc.encode(prompts)
+            text, mask = self.enc.encode(prompts * a.seeds)
             shape = (3, a.frames, a.size, a.size)
             noise = torch.stack(
-                [prior_noise((1, *shape), self.fcfg.frame_noise_share, torch.Generator().manual_seed(i))[0]
-                 for i in range(len(prompts))]
+                [prior_noise((1, *shape), self.fcfg.frame_noise_share,
+                             torch.Generator().manual_seed(i + 1000 * k))[0]
+                 for k in range(a.seeds) for i in range(len(prompts))]
             )  # fmt: skip
             for scale in a.cfg.split(","):
                 x = euler_sample(m, noise.shape, text, mask, steps=a.sample_steps,
@@ -164,15 +175,19 @@ class Tuner:
                 vids = unit_to_pixels(x)
                 np.save(self.out.parent / f"{a.tag}_{step}_{name}_cfg{scale}.npy", vids)
                 rows = []
-                for (c, _, d), v in zip(combos, vids, strict=True):
+                for (c, _, d), v in zip(combos * a.seeds, vids, strict=True):
                     r = read_clip(np.ascontiguousarray(v))
                     rows.append(dict(color=c, direction=d, read_color=r.color,
                                      read_direction=r.direction, presence=r.presence))  # fmt: skip
                 sm = summarize(rows) | {"dirs": [r["read_direction"] for r in rows]}
+                first = summarize(rows[: len(combos)])
+                sm["seed0"] = {k: first[k] for k in ("color", "direction", "both", "presence")}
                 res[f"{name}_cfg{scale}"] = sm
-                print(f"  eval@{step} {name} cfg {scale}: colour {sm['color']:.2f} "
-                      f"dir {sm['direction']:.2f} both {sm['both']:.2f} "
-                      f"presence {sm['presence']:.2f} read {sm['dirs']}", flush=True)  # fmt: skip
+                print(f"  eval@{step} {name} cfg {scale} ({len(rows)} clips): colour "
+                      f"{sm['color']:.2f} dir {sm['direction']:.2f} axis {sm['axis']:.2f} "
+                      f"both {sm['both']:.2f} "
+                      f"presence {sm['presence']:.2f}; seed 0 only: both {first['both']:.2f}; "
+                      f"read {sm['dirs']}", flush=True)  # fmt: skip
         return res
 
 
@@ -182,6 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     tuner = Tuner(args)
     print(f"params {count_params(tuner.model)}, clips {len(tuner.clips)}", flush=True)
+    if args.load:
+        tuner.ema.shadow = torch.load(args.load, map_location="cpu")
+        res = tuner.evaluate(args.steps)
+        line = dict(tag=args.tag, args=vars(args), step=args.steps, loaded=args.load, res=res)
+        with open(tuner.out, "a") as f:
+            f.write(json.dumps(line) + "\n")
+        return 0
     evals = {int(x) for x in args.eval.split(",") if x} | {args.steps}
     t0, losses = time.time(), []
     for step in range(1, args.steps + 1):

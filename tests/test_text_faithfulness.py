@@ -125,9 +125,11 @@ def test_summarize_counts_colour_direction_both_and_presence():
         row("blue", "up", "green", "up", 0.5),
         row("blue", "up", None, None, 0.0),
     ]
+    assert tf.summarize([row("red", "left", "red", "right", 1.0)])["axis"] == 1.0
     s = tf.summarize(rows)
     assert s["n"] == 4
     assert s["color"] == 0.5 and s["direction"] == 0.5 and s["both"] == 0.25
+    assert s["axis"] == 0.5  # "up" for "left" and no reading are off-axis
     assert s["presence"] == 0.625
     assert math.isnan(tf.summarize([])["both"])
     ch = tf.chance()
@@ -142,7 +144,11 @@ def test_summarize_counts_colour_direction_both_and_presence():
         "seen": s,
         "heldout": s,
         "loss_by_t": {
-            "seen": {"true": {"0.0-0.2": 0.5}, "wrong_direction": {"0.0-0.2": 0.55}},
+            "seen": {
+                "true": {"0.0-0.2": 0.5},
+                "wrong_direction": {"0.0-0.2": 0.55},
+                "opposite_direction": {"0.0-0.2": 0.5},
+            },
             "heldout": {"true": {"0.0-0.2": 0.7}},
         },
         "pass": False,
@@ -151,10 +157,14 @@ def test_summarize_counts_colour_direction_both_and_presence():
     assert "| both accuracy | 25.0% | 25.0% | 3.1% |" in table
     assert "| flow loss t=0.0-0.2 | 0.5000 | 0.7000 |" in table and "FAIL" in table
     assert "| loss change, wrong direction word, t=0.0-0.2 | +10.0% | n/a |" in table
+    assert "| loss change, opposite direction word, t=0.0-0.2 | +0.0% | n/a |" in table
+    assert "| direction axis accuracy (sign ignored) | 50.0% | 50.0% | 50.0% |" in table
 
 
 def test_swap_attribute_changes_only_that_word():
     cap = "a red circle moving left"
+    assert tf.opposite_direction(cap) == "a red circle moving right"
+    assert tf.opposite_direction("a blue square moving down") == "a blue square moving up"
     swapped = {tf.swap_attribute(cap, "direction", k) for k in range(3)}
     assert swapped == {f"a red circle moving {d}" for d in ("right", "up", "down")}
     colours = {tf.swap_attribute(cap, "color", k) for k in range(7)}
