@@ -4,8 +4,8 @@
 
 Generates one clip per colour x direction of the synthetic footage (8 x 4 prompts per
 seed, seeds 0, 100, 200, ...) with ``train.generate.generate``, reads each with
-``curate.oracle.read_clip`` and prints colour, direction and both accuracies against
-chance, the object presence, and what was read.
+``curate.oracle.read_clip`` and prints colour, direction, direction axis (sign ignored) and
+both accuracies against chance, the object presence, and what was read.
 
 The prompts are what ``recaption --backend attributes`` writes for such a clip, because
 that is the text the demo's model was trained on: by default its whole caption ("A red
@@ -23,6 +23,9 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from text_faithfulness import AXIS  # noqa: E402
 
 from common.demo import shape_prompt  # noqa: E402
 from curate.oracle import read_clip  # noqa: E402
@@ -56,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     n = len(rows)
     color = sum(r[0] == r[2] for r in rows) / n
     direction = sum(r[1] == r[3] for r in rows) / n
+    axis = sum(AXIS[r[1]] == AXIS.get(r[3]) for r in rows) / n
     both = sum(r[0] == r[2] and r[1] == r[3] for r in rows) / n
     presence = sum(r[4] for r in rows) / n
     print(f"demo prompts: {len(prompts)} prompts x {args.seeds} seeds = {n} clips, {args.run}")
@@ -63,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| metric | measured | chance |\n| --- | --- | --- |")
     print(f"| colour | {color:.1%} | {1 / len(COLORS):.1%} |")
     print(f"| direction | {direction:.1%} | {1 / len(DIRECTIONS):.1%} |")
+    print(f"| direction axis (sign ignored) | {axis:.1%} | 50.0% |")
     print(f"| both | {both:.1%} | {1 / len(COLORS) / len(DIRECTIONS):.1%} |")
     print(f"| object presence | {presence:.1%} | |")
     print("colours read:", Counter(r[2] for r in rows).most_common())
