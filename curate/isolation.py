@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import threading
+import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -32,9 +33,14 @@ class DecoderCrashed(Exception):
     """The child process died during the call (e.g. a segfault in the decoder)."""
 
 
+class ChildTraceback(Exception):
+    """The traceback of an exception raised in the child, chained as its cause."""
+
+
 def _serve(conn: Connection, preload: tuple[str, ...]) -> None:
     """The child's loop: import ``preload``, say ready, then receive ``(fn, args)`` and send
-    back ``(True, result)`` or ``(False, exception)``; stop at end of input."""
+    back ``(True, result, "")`` or ``(False, exception, its traceback)``; stop at end of
+    input."""
     import importlib
 
     import cv2
@@ -49,13 +55,15 @@ def _serve(conn: Connection, preload: tuple[str, ...]) -> None:
         except (EOFError, OSError):
             return
         try:
-            reply: tuple[bool, Any] = (True, fn(*args))
+            reply: tuple[bool, Any, str] = (True, fn(*args), "")
         except Exception as e:  # noqa: BLE001 - handed back to the caller, who re-raises it
-            reply = (False, e)
+            reply = (False, e, "".join(traceback.format_exception(type(e), e, e.__traceback__)))
         try:
             conn.send(reply)
         except Exception as e:  # noqa: BLE001 - e.g. an exception that cannot be pickled
-            conn.send((False, RuntimeError(f"{type(e).__name__} sending the result: {e}")))
+            conn.send(
+                (False, RuntimeError(f"{type(e).__name__} sending the result: {e}"), reply[2])
+            )
 
 
 class IsolatedRunner:
@@ -111,7 +119,8 @@ class IsolatedRunner:
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
         """``fn(*args)`` in the child; raises :class:`DecodeTimeout` / :class:`DecoderCrashed`.
 
-        Exceptions raised by ``fn`` itself are re-raised here unchanged.
+        Exceptions raised by ``fn`` itself are re-raised here unchanged, with the child's
+        traceback chained as their cause (:class:`ChildTraceback`).
         """
         with self._lock:
             conn = self._get()
@@ -121,13 +130,13 @@ class IsolatedRunner:
                 if not ready:
                     self._discard()
                     raise DecodeTimeout(f"no result after {timeout:.0f}s; decoder process killed")
-                ok, value = conn.recv()
+                ok, value, tb = conn.recv()
             except (EOFError, OSError) as e:
                 code = self._discard()
                 raise DecoderCrashed(f"decoder process died (exit code {code})") from e
         if ok:
             return value
-        raise value
+        raise value from ChildTraceback(f"in the isolated child:\n{tb}")
 
     def close(self) -> None:
         """Stop the child."""

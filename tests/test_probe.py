@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import time
 
 import pytest
@@ -95,8 +96,9 @@ def test_isolated_runner_holds_no_tracked_semaphores(monkeypatch):
     run = IsolatedRunner()
     try:
         assert run.call(sum, [1, 2], timeout=60) == 3
-        with pytest.raises(ZeroDivisionError):
-            run.call(divmod, 1, 0, timeout=60)  # fn's own exception comes back unchanged
+        with pytest.raises(json.JSONDecodeError) as e:
+            run.call(json.loads, "{", timeout=60)  # fn's own exception comes back unchanged
+        assert "json/decoder.py" in str(e.value.__cause__)  # the child's traceback as cause
     finally:
         run.close()
     assert registered == []
