@@ -68,7 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=1,
                    help="generated clips per prompt (seed k draws noise seed i + 1000*k for "
                    "prompt i; seed 0 is what runs before --seeds drew)")  # fmt: skip
-    p.add_argument("--load", default="", help="evaluate these saved EMA weights; no training")
+    p.add_argument("--load", default="",
+                   help="evaluate these saved EMA weights, no training (--steps labels the "
+                   "result); the model flags must match the run that saved them")  # fmt: skip
     p.add_argument("--out", default="bench_out/tune/results.jsonl")
     return p.parse_args(argv)
 
