@@ -100,11 +100,13 @@ class Mode:
 # fmt: off
 MODES: dict[str, Mode] = {
     # Settings from the tuning runs in benchmarks/RESULTS.md (run 12 learned direction after
-    # ~2000 steps: 4 frames at stride 4, faster shapes, lr 2e-3, pooled text).
+    # ~2000 steps: 4 frames, faster shapes, lr 2e-3, pooled text; runs 29 and 31: absolute
+    # position embeddings and windows spanning the shot (stride 7) learn the motion's axis
+    # and start on its sign).
     "cpu": Mode(size=64, fps=12.0, seconds=2.0, shots_per_video=6, repeats=2, heldout_repeats=1,
                 heldout_per_color=2, seen_prompts=16, seeds=1, speed=(0.35, 0.5), num_frames=4,
-                frame_stride=4, train="model.preset=tiny model.pooled_text=true lr=2e-3 "
-                "image_fraction=0.0 steps=2500"),
+                frame_stride=7, train="model.preset=tiny model.pooled_text=true "
+                "model.abs_pos=true lr=2e-3 image_fraction=0.0 steps=2500"),
     "full": Mode(size=128, fps=12.0, seconds=3.0, shots_per_video=8, repeats=20,
                  heldout_repeats=2, heldout_per_color=2, seen_prompts=32, seeds=8, num_frames=16,
                  train="model.preset=S model.patch_h=4 model.patch_w=4 use_gpu=true "
