@@ -82,7 +82,7 @@ class ModelConfig:
     embeddings (DiT's 2D and Latte's temporal embeddings). RoPE is relative only: on a clip
     whose tokens all look alike (pure noise, on average) no token can tell the first frame
     from the last, which a caption like "moving left" needs at high noise. Off by default;
-    measured in benchmarks/RESULTS.md (runs 27-30). No weights: checkpoints are unchanged."""
+    measured in benchmarks/RESULTS.md (runs 27-31). No weights: checkpoints are unchanged."""
     pooled_text: bool = False
     """Also add an MLP of the caption's mean token embedding to the timestep conditioning
     (adaLN), as SD3 does with its pooled text, so global attributes modulate every block and
