@@ -580,7 +580,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 _FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("--mode", dict(choices=sorted(MODES), default="cpu",
-                    help="cpu: reduced (2 CPU cores, ~19 min idle); full: GPU-sized (default: cpu)")),
+                    help="cpu: reduced (2 CPU cores, ~18 min idle); full: GPU-sized (default: cpu)")),
     ("--output", dict(default="bench_out/text_faithfulness",
                       help="output dir: footage, curated data, pairs, run, results.{json,md}; "
                       "footage and curation are reused on a rerun; OUT/run is retrained unless "
