@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -364,26 +365,34 @@ class DiT(nn.Module):
             )
         return t // pt, h // ph, w // pw
 
-    def _rope(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
-        """RoPE angles for a token grid, cached per (grid, device) (buckets repeat)."""
+    def _per_grid(
+        self, name: str, grid: tuple[int, int, int], device: torch.device,
+        build: Callable[[], torch.Tensor],
+    ) -> torch.Tensor:  # fmt: skip
+        """``build()`` cached per (grid, device) in this model's ``name`` cache (buckets
+        repeat; at most 65 entries per cache)."""
         key = (grid, str(device))
-        cache = self.__dict__.setdefault("_rope_cache", {})
+        cache = self.__dict__.setdefault(f"_{name}_cache", {})
         if key not in cache:
             if len(cache) > 64:
                 cache.clear()
-            head_dim = self.config.hidden // self.config.heads
-            cache[key] = rope_angles(grid, head_dim, self.config.rope_theta, device)
+            cache[key] = build()
         return cache[key]
 
+    def _rope(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
+        """RoPE angles (N, head_dim/2) for a token grid."""
+        head_dim = self.config.hidden // self.config.heads
+        return self._per_grid(
+            "rope", grid, device,
+            lambda: rope_angles(grid, head_dim, self.config.rope_theta, device),
+        )  # fmt: skip
+
     def _abs_pos(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
-        """Absolute sin-cos position embeddings (N, D) for a token grid, cached like RoPE."""
-        key = (grid, str(device))
-        cache = self.__dict__.setdefault("_abs_pos_cache", {})
-        if key not in cache:
-            if len(cache) > 64:
-                cache.clear()
-            cache[key] = sincos_position_embedding(grid, self.config.hidden, device)
-        return cache[key]
+        """Absolute sin-cos position embeddings (N, D) for a token grid."""
+        return self._per_grid(
+            "abs_pos", grid, device,
+            lambda: sincos_position_embedding(grid, self.config.hidden, device),
+        )  # fmt: skip
 
     def num_tokens(self, t: int, h: int, w: int) -> int:
         """Number of spacetime tokens for an input of T, H, W."""
