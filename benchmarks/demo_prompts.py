@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from text_faithfulness import AXIS  # noqa: E402
+from text_faithfulness import summarize  # noqa: E402
 
 from common.demo import shape_prompt  # noqa: E402
 from curate.oracle import read_clip  # noqa: E402
@@ -55,23 +55,19 @@ def main(argv: list[str] | None = None) -> int:
         videos = generate(args.run, prompts, seed=100 * k, device=args.device)
         for (c, d), v in zip(truth, videos, strict=True):
             r = read_clip(v)
-            rows.append((c, d, r.color, r.direction, r.presence))
-    n = len(rows)
-    color = sum(r[0] == r[2] for r in rows) / n
-    direction = sum(r[1] == r[3] for r in rows) / n
-    axis = sum(AXIS[r[1]] == AXIS.get(r[3]) for r in rows) / n
-    both = sum(r[0] == r[2] and r[1] == r[3] for r in rows) / n
-    presence = sum(r[4] for r in rows) / n
-    print(f"demo prompts: {len(prompts)} prompts x {args.seeds} seeds = {n} clips, {args.run}")
+            rows.append(dict(color=c, direction=d, read_color=r.color,
+                             read_direction=r.direction, presence=r.presence))  # fmt: skip
+    s = summarize(rows)
+    print(f"demo prompts: {len(prompts)} prompts x {args.seeds} seeds = {s['n']} clips, {args.run}")
     print(f"e.g. {prompts[0]!r}")
     print("| metric | measured | chance |\n| --- | --- | --- |")
-    print(f"| colour | {color:.1%} | {1 / len(COLORS):.1%} |")
-    print(f"| direction | {direction:.1%} | {1 / len(DIRECTIONS):.1%} |")
-    print(f"| direction axis (sign ignored) | {axis:.1%} | 50.0% |")
-    print(f"| both | {both:.1%} | {1 / len(COLORS) / len(DIRECTIONS):.1%} |")
-    print(f"| object presence | {presence:.1%} | |")
-    print("colours read:", Counter(r[2] for r in rows).most_common())
-    print("directions read:", Counter(r[3] for r in rows).most_common())
+    print(f"| colour | {s['color']:.1%} | {1 / len(COLORS):.1%} |")
+    print(f"| direction | {s['direction']:.1%} | {1 / len(DIRECTIONS):.1%} |")
+    print(f"| direction axis (sign ignored) | {s['axis']:.1%} | 50.0% |")
+    print(f"| both | {s['both']:.1%} | {1 / len(COLORS) / len(DIRECTIONS):.1%} |")
+    print(f"| object presence | {s['presence']:.1%} | |")
+    print("colours read:", Counter(r["read_color"] for r in rows).most_common())
+    print("directions read:", Counter(r["read_direction"] for r in rows).most_common())
     return 0
 
 
