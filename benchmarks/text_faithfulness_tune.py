@@ -62,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=32, help="training side in pixels")
     p.add_argument("--model", default="{}", help="ModelConfig fields as JSON")
     p.add_argument("--flow", default='{"base_shift": 3.0}', help="FlowConfig fields as JSON")
+    p.add_argument("--text", default="{}",
+                   help='TextConfig fields as JSON, e.g. \'{"layer": 0}\' (encoder: minilm)')  # fmt: skip
     p.add_argument("--cfg", default="5", help="comma-separated CFG scales to evaluate")
     p.add_argument("--sample-steps", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
@@ -100,7 +102,8 @@ class Tuner:
         self.rng = np.random.default_rng(0)
         self.train_c, self.held = split_combos(2)
         self.clips, self.caps = render_clips(args, self.train_c, self.rng)
-        self.enc = build_text_encoder(TextConfig(encoder="minilm", max_length=32))
+        text = {"encoder": "minilm", "max_length": 32, **json.loads(args.text)}
+        self.enc = build_text_encoder(TextConfig(**text))
         self.mcfg = ModelConfig(**json.loads(args.model))
         self.fcfg = FlowConfig(**json.loads(args.flow))
         self.model = DiT.from_config(self.mcfg, self.enc.dim)

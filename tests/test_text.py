@@ -119,3 +119,40 @@ def test_open_clip_text_tower_from_local_weights_file(tmp_path):
     torch.testing.assert_close(
         emb[1, 5] @ enc.model.text_projection, pooled[0], rtol=1e-4, atol=1e-4
     )
+
+
+def test_hidden_layer_choice(tmp_path):
+    """`layer` picks a hidden state: 0 the token embeddings, -2 the penultimate layer."""
+    caps = ["a red circle moving left", "a red circle moving right"]
+    tok = build_text_encoder(TextConfig()).tokenizer(caps, return_tensors="pt")
+    embs = {}
+    for layer in (0, -2, 6, -1):
+        enc = build_text_encoder(TextConfig(layer=layer, cache_dir=str(tmp_path / "cache")))
+        embs[layer], mask = enc.encode(caps)
+        assert enc.encoded_count == 2  # one layer's cache entries never serve another layer
+        with torch.no_grad():
+            ref = enc.model(**tok, output_hidden_states=True).hidden_states
+        assert mask.all() and len(ref) == 7  # embeddings + 6 layers
+        torch.testing.assert_close(embs[layer], ref[layer], rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        words = enc.model.embeddings(input_ids=tok["input_ids"])
+    torch.testing.assert_close(embs[0], words, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(embs[6], embs[-1])
+    assert not torch.allclose(embs[-2], embs[-1])
+    # The reason for the option: the last layer pulls "left" and "right" together.
+    i = tok["input_ids"][0].tolist().index(enc.tokenizer.convert_tokens_to_ids("left"))
+
+    def cos(e):
+        return torch.nn.functional.cosine_similarity(e[0, i], e[1, i], dim=0)
+
+    assert cos(embs[0]) < 0.6 < 0.75 < cos(embs[-1])
+
+
+def test_hidden_layer_out_of_range_is_a_clear_error():
+    with pytest.raises(ValueError, match="text layer 7 out of range.*6 layers"):
+        build_text_encoder(TextConfig(layer=7))
+    with pytest.raises(ValueError, match="text layer -8 out of range"):
+        build_text_encoder(TextConfig(layer=-8))
+    build_text_encoder(TextConfig(layer=-7))  # the token embeddings, counted from the end
+    with pytest.raises(ValueError, match="open_clip encoders give their last layer only"):
+        build_text_encoder(TextConfig(encoder="open_clip:ViT-B-32", layer=0))

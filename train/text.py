@@ -44,6 +44,12 @@ class TextConfig:
     """'minilm' (bundled, offline), an HF id or local dir of a T5/umT5 encoder, or 'open_clip:<model>[:<pretrained or file>]'."""
     max_length: int = 32
     """Maximum caption length in tokens (longer captions are truncated)."""
+    layer: int = -1
+    """Which hidden state of a transformers encoder conditions the DiT: -1 the last layer,
+    0 the input token embeddings, k the output of layer k; negative counts from the end (-2:
+    the penultimate layer, as with CLIP skip). Sentence encoders like MiniLM pull antonyms
+    together in their last layer ("left" and "right": token cosine 0.78, "left" and "up":
+    0.26); earlier layers keep them apart. open_clip encoders take -1 only."""
     cache_dir: str | None = None
     """Directory for the on-disk caption-embedding cache (None: in-memory only)."""
     device: str = "cpu"
@@ -87,7 +93,8 @@ class TextEncoder:
     # -- cache
 
     def _key(self, caption: str) -> str:
-        return _hash(f"{self.name}\x00{self.max_length}\x00{caption}")
+        layer = "" if self.cfg.layer == -1 else f"\x00layer{self.cfg.layer}"
+        return _hash(f"{self.name}\x00{self.max_length}{layer}\x00{caption}")
 
     def _disk_path(self, key: str) -> Path | None:
         if not self.cfg.cache_dir:
@@ -203,6 +210,12 @@ class HFTextEncoder(TextEncoder):
             ) from e
         self.model.to(self.device).eval()
         self.dim = int(getattr(config, "d_model", None) or config.hidden_size)
+        layers = int(getattr(config, "num_layers", None) or config.num_hidden_layers)
+        if not -(layers + 1) <= cfg.layer <= layers:
+            raise ValueError(
+                f"text layer {cfg.layer} out of range for {name!r}: it has {layers} layers "
+                f"(hidden states 0..{layers}, or -1..-{layers + 1} from the end)"
+            )
 
     def _encode(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         tok = self.tokenizer(
@@ -214,9 +227,12 @@ class HFTextEncoder(TextEncoder):
         )
         ids = tok["input_ids"].to(self.device)
         mask = tok["attention_mask"].to(self.device)
-        out = self.model(input_ids=ids, attention_mask=mask)
-        hidden = out.last_hidden_state * mask[..., None].to(out.last_hidden_state.dtype)
-        return hidden, mask.bool()
+        if self.cfg.layer == -1:
+            hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        else:
+            out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+            hidden = out.hidden_states[self.cfg.layer]  # (B, L, D); 0 = token embeddings
+        return hidden * mask[..., None].to(hidden.dtype), mask.bool()
 
 
 def minilm_path() -> Path:
@@ -242,6 +258,11 @@ class OpenCLIPTextEncoder(TextEncoder):
     def __init__(self, cfg: TextConfig, model_name: str, pretrained: str | None):
         super().__init__(cfg)
         import open_clip
+
+        if cfg.layer != -1:
+            raise ValueError(
+                f"text layer {cfg.layer}: open_clip encoders give their last layer only (-1)"
+            )
 
         self.name = f"open_clip:{model_name}" + (f":{pretrained}" if pretrained else "")
         try:
