@@ -44,6 +44,17 @@ def clip_id(source_id: str, start_frame: int, end_frame: int, cfg_hash: str) -> 
     return hashlib.sha256(key).hexdigest()[:32]
 
 
+def resample_slot(t: float, t0: float, out_fps: float, src_fps: float) -> int:
+    """Output frame slot of a source frame shown at ``t`` (first frame at ``t0``).
+
+    The first source frame of each slot is kept. A frame up to half a source period before
+    an output tick counts for that tick, so rounded timestamps (decord's float32 seconds,
+    1/12 s as 0.083333) neither drop frames of a source already at ``out_fps`` nor skew
+    which frames a slower output keeps.
+    """
+    return math.floor((t - t0) * out_fps + 0.5 * min(1.0, out_fps / src_fps))
+
+
 def _frames_decord(path: str, w: int, h: int) -> Iterator[tuple[float, np.ndarray]]:
     import decord
 
@@ -188,7 +199,7 @@ def split_source(
             for c in detector.process_frame(FrameTimecode(i, fps=src_fps), bgr):
                 cuts.append(c.frame_num)
                 planner.add_cut(c.frame_num)
-            slot = math.floor((t - t0) * out_fps + 1e-6)
+            slot = resample_slot(t, t0, out_fps, src_fps)
             if slot > last_slot:
                 buf[i] = rgb
                 last_slot = slot

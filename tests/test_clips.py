@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from common.video import decode_mp4, video_info
-from curate.clips import clip_id, output_size, split_source
+from curate.clips import clip_id, output_size, resample_slot, split_source
 from curate.config import CurateConfig
 from curate.probe import probe
 from curate.synthetic import Shot, write_video
@@ -41,6 +43,33 @@ def test_bikes_rows_describe_their_bytes(bikes_mp4, decoder):
         assert info["fps"] == pytest.approx(10.0) and r["fps"] == 10.0
         assert r["num_frames"] == pytest.approx((r["end_s"] - r["start_s"]) * 10, abs=1.01)
         assert info["codec"] == "h264"
+
+
+@pytest.mark.parametrize("src_fps", [12.0, 24.0, 25.0, 29.97, 30.0])
+def test_resample_keeps_one_frame_per_output_tick(src_fps):
+    """Every output tick gets exactly one source frame, the first one at or just before it,
+    with timestamps rounded as the decoders give them (decord: 6 decimals)."""
+    times = [round(k / src_fps, 6) for k in range(int(src_fps * 10))]
+    slots = [resample_slot(t, times[0], 12.0, src_fps) for t in times]
+    kept = [k for k in range(len(slots)) if k == 0 or slots[k] > slots[k - 1]]
+    assert [slots[k] for k in kept] == list(range(len(kept)))  # no tick skipped or repeated
+    assert len(kept) == pytest.approx(10 * 12, abs=1)
+    steps = set(np.diff(kept).tolist())
+    ratio = src_fps / 12.0
+    assert steps <= {math.floor(ratio), math.ceil(ratio)}  # evenly spaced, never a gap
+
+
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
+def test_source_at_the_output_rate_keeps_every_frame(tmp_path, decoder):
+    path = tmp_path / "twelve.mp4"
+    write_video(path, [Shot(seconds=2.0, kind="shape", direction="left")], width=64, height=64,
+                fps=12)  # fmt: skip
+    cfg = CurateConfig(decoder=decoder, fps=12, min_seconds=0.5)
+    rows = split_source(str(path), "s", "s", probe(str(path)), cfg)
+    kept = [r for r in rows if r["_kind"] == "clip"]
+    assert kept
+    for r in kept:
+        assert r["num_frames"] == round((r["end_s"] - r["start_s"]) * 12)  # was 2/3 of it
 
 
 def test_slow_source_keeps_its_rate(tmp_path):
