@@ -13,13 +13,16 @@ import pytest
 from train.config import TrainConfig
 from train.data import (
     build_rank_dataset,
+    embed_captions,
     epoch_batches,
     frame_indices,
     load_local_batch,
+    lookup_text,
     make_plan_dataset,
     nearest_bucket,
     pair_files,
     plan_rows,
+    read_embeddings,
     scan_pairs,
     unique_captions,
     unpack_batch,
@@ -176,3 +179,25 @@ def test_train_config_rejects_bad_values_naming_the_field():
         with pytest.raises(ConfigError, match=f"train.{field}"):
             _cfg(**{field: value})
     assert _cfg(torch_threads=2).torch_threads == 2
+
+
+def test_caption_embeddings_are_reused_only_for_the_same_text_settings(ray_session, tmp_path):
+    """A rerun reuses the run's embedding table; another layer or length re-embeds."""
+    from train.text import TextConfig
+
+    path = tmp_path / "embeddings.arrow"
+    caps = ["a red circle moving left", "a red circle moving right"]
+    last, first = TextConfig(), TextConfig(layer=0)
+    assert embed_captions(caps, last, path) == 384
+    stamp = path.stat().st_mtime_ns
+    assert embed_captions(caps, last, path) == 384
+    assert path.stat().st_mtime_ns == stamp  # reused
+    ref_last, _ = lookup_text(path, [0, 1])
+    embed_captions(caps, first, path)
+    assert path.stat().st_mtime_ns != stamp  # layer 0 is not layer -1: embedded again
+    ref_first, _ = lookup_text(path, [0, 1])
+    assert not np.allclose(ref_first, ref_last)
+    stamp = path.stat().st_mtime_ns
+    embed_captions(caps, TextConfig(layer=0, max_length=4), path)
+    assert path.stat().st_mtime_ns != stamp
+    assert read_embeddings(path)[0].schema.metadata[b"text"] == b"minilm max_length=4 layer=0"

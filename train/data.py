@@ -263,9 +263,15 @@ def batches_per_epoch(index: pa.Table, cfg: TrainConfig, workers: int, epoch: in
 
 
 def write_embeddings(
-    path: str | Path, captions: Sequence[str], embs: Sequence[np.ndarray], dim: int, name: str
+    path: str | Path,
+    captions: Sequence[str],
+    embs: Sequence[np.ndarray],
+    dim: int,
+    name: str,
+    key: str = "",
 ) -> None:
-    """Store per-caption (n_i, D) float32 embeddings as an Arrow IPC file (atomically)."""
+    """Store per-caption (n_i, D) float32 embeddings as an Arrow IPC file (atomically);
+    ``key`` names the text settings that made them (``text_key``)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tbl = pa.table(
@@ -274,7 +280,7 @@ def write_embeddings(
             "n": pa.array([e.shape[0] for e in embs], pa.int32()),
             "emb": pa.array([np.ascontiguousarray(e, np.float32).tobytes() for e in embs]),
         },
-        metadata={b"dim": str(dim).encode(), b"encoder": name.encode()},
+        metadata={b"dim": str(dim).encode(), b"encoder": name.encode(), b"text": key.encode()},
     )
     tmp = p.with_suffix(".tmp")
     with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, tbl.schema) as w:
@@ -477,6 +483,11 @@ class CaptionEmbedder:
         }
 
 
+def text_key(text_cfg: Any) -> str:
+    """The text settings that decide a caption's embedding (encoder, length, layer)."""
+    return f"{text_cfg.encoder} max_length={text_cfg.max_length} layer={text_cfg.layer}"
+
+
 def embed_captions(captions: Sequence[str], text_cfg: Any, path: str | Path) -> int:
     """Embed each caption once (Ray Data actor stage) into the table at ``path``; returns D.
 
@@ -492,7 +503,7 @@ def embed_captions(captions: Sequence[str], text_cfg: Any, path: str | Path) -> 
         try:
             tbl, dim = read_embeddings(p)
             same = tbl.column("caption").to_pylist() == captions
-            if same and tbl.schema.metadata.get(b"encoder", b"").decode() == text_cfg.encoder:
+            if same and tbl.schema.metadata.get(b"text", b"").decode() == text_key(text_cfg):
                 log.info("reusing %d caption embeddings from %s", len(captions), p)
                 return dim
         except (OSError, pa.ArrowInvalid, KeyError) as e:
@@ -510,6 +521,6 @@ def embed_captions(captions: Sequence[str], text_cfg: Any, path: str | Path) -> 
     out.sort(key=lambda r: int(r["idx"]))
     dim = int(out[0]["dim"])
     embs = [np.frombuffer(r["emb"], np.float32).reshape(int(r["n"]), dim) for r in out]
-    write_embeddings(p, captions, embs, dim, text_cfg.encoder)
+    write_embeddings(p, captions, embs, dim, text_cfg.encoder, text_key(text_cfg))
     log.info("embedded %d captions with %s (D=%d) into %s", len(captions), out[0]["name"], dim, p)
     return dim
