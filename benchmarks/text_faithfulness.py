@@ -101,8 +101,8 @@ class Mode:
 MODES: dict[str, Mode] = {
     # Settings from the tuning runs in benchmarks/RESULTS.md (run 12 learned direction after
     # ~2000 steps: 4 frames, faster shapes, lr 2e-3, pooled text; runs 29 and 31: absolute
-    # position embeddings and windows spanning the shot (stride 7) learn the motion's axis
-    # and start on its sign).
+    # position embeddings and windows spanning the shot (stride 7) learn the motion's axis;
+    # runs 32-36: MiniLM's layer 3 (the demo preset's text.layer) learns its sign).
     "cpu": Mode(size=64, fps=12.0, seconds=2.0, shots_per_video=6, repeats=2, heldout_repeats=1,
                 heldout_per_color=2, seen_prompts=16, seeds=1, speed=(0.35, 0.5), num_frames=4,
                 frame_stride=7, train="model.preset=tiny model.pooled_text=true "
@@ -580,7 +580,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 _FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("--mode", dict(choices=sorted(MODES), default="cpu",
-                    help="cpu: reduced (2 CPU cores, ~18 min idle); full: GPU-sized (default: cpu)")),
+                    help="cpu: reduced (2 CPU cores, ~16 min idle); full: GPU-sized (default: cpu)")),
     ("--output", dict(default="bench_out/text_faithfulness",
                       help="output dir: footage, curated data, pairs, run, results.{json,md}; "
                       "footage and curation are reused on a rerun; OUT/run is retrained unless "

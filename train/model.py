@@ -82,8 +82,9 @@ class ModelConfig:
     """Also add fixed sin-cos embeddings of each token's (t, h, w) grid position to the patch
     embeddings (DiT's 2D and Latte's temporal embeddings). RoPE is relative only: on a clip
     whose tokens all look alike (pure noise, on average) no token can tell the first frame
-    from the last, which a caption like "moving left" needs at high noise. Off by default;
-    measured in benchmarks/RESULTS.md (runs 27-31). No weights: checkpoints are unchanged."""
+    from the last, which a caption like "moving left" needs at high noise. Off by default (the
+    demo preset turns it on); measured in benchmarks/RESULTS.md (runs 27-31). No weights:
+    checkpoints are unchanged."""
     pooled_text: bool = False
     """Also add an MLP of the caption's mean token embedding to the timestep conditioning
     (adaLN), as SD3 does with its pooled text, so global attributes modulate every block and

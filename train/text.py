@@ -49,7 +49,8 @@ class TextConfig:
     0 the input token embeddings, k the output of layer k; negative counts from the end (-2:
     the penultimate layer, as with CLIP skip). Sentence encoders like MiniLM pull antonyms
     together in their last layer ("left" and "right": token cosine 0.78, "left" and "up":
-    0.26); earlier layers keep them apart. open_clip encoders take -1 only."""
+    0.26); earlier layers keep them apart (the demo preset takes 3: benchmarks/RESULTS.md,
+    runs 32-36). open_clip encoders take -1 only."""
     cache_dir: str | None = None
     """Directory for the on-disk caption-embedding cache (None: in-memory only)."""
     device: str = "cpu"
