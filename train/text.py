@@ -193,6 +193,12 @@ class HFTextEncoder(TextEncoder):
                 "or an HF id with network access / a filled HF cache; the offline default "
                 "is encoder='minilm'."
             ) from e
+        layers = int(getattr(config, "num_layers", None) or config.num_hidden_layers)
+        if not -(layers + 1) <= cfg.layer <= layers:
+            raise ValueError(
+                f"text layer {cfg.layer} out of range for {name!r}: it has {layers} layers "
+                f"(hidden states 0..{layers}, or -1..-{layers + 1} from the end)"
+            )
         kind = getattr(config, "model_type", "")
         cls = {
             "t5": transformers.T5EncoderModel,
@@ -211,12 +217,6 @@ class HFTextEncoder(TextEncoder):
             ) from e
         self.model.to(self.device).eval()
         self.dim = int(getattr(config, "d_model", None) or config.hidden_size)
-        layers = int(getattr(config, "num_layers", None) or config.num_hidden_layers)
-        if not -(layers + 1) <= cfg.layer <= layers:
-            raise ValueError(
-                f"text layer {cfg.layer} out of range for {name!r}: it has {layers} layers "
-                f"(hidden states 0..{layers}, or -1..-{layers + 1} from the end)"
-            )
 
     def _encode(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         tok = self.tokenizer(
