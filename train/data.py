@@ -54,6 +54,7 @@ from ray.train import DataConfig
 
 from schemas.validate import check_file
 from train.config import TrainConfig
+from train.text import text_key
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +272,7 @@ def write_embeddings(
     key: str = "",
 ) -> None:
     """Store per-caption (n_i, D) float32 embeddings as an Arrow IPC file (atomically);
-    ``key`` names the text settings that made them (``text_key``)."""
+    ``key`` names the text settings that made them (``train.text.text_key``)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tbl = pa.table(
@@ -481,11 +482,6 @@ class CaptionEmbedder:
             "dim": np.full(len(rows), self.encoder.dim, np.int32),
             "name": np.array([self.encoder.name] * len(rows), dtype=object),
         }
-
-
-def text_key(text_cfg: Any) -> str:
-    """The text settings that decide a caption's embedding (encoder, length, layer)."""
-    return f"{text_cfg.encoder} max_length={text_cfg.max_length} layer={text_cfg.layer}"
 
 
 def embed_captions(captions: Sequence[str], text_cfg: Any, path: str | Path) -> int:

@@ -61,6 +61,12 @@ class TextConfig:
     """Captions encoded per forward pass when filling the cache."""
 
 
+def text_key(cfg: TextConfig) -> str:
+    """The settings that decide a caption's embedding (encoder, length, layer), as a run's
+    embedding table records them; ``TextEncoder._key`` hashes the same three."""
+    return f"{cfg.encoder} max_length={cfg.max_length} layer={cfg.layer}"
+
+
 def _hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
