@@ -219,10 +219,15 @@ def demo_corpus(
     seed: int = 0,
     sizes: Sequence[tuple[int, int]] = ((160, 96), (128, 128), (192, 108)),
     fps_choices: Sequence[float] = (24.0, 25.0, 30.0),
+    shape_speed: float = 0.35,
 ) -> list[dict]:
     """Write ``num_videos`` videos mixing shape shots (colour × shape × direction),
     pans, zooms, static stretches, fades and cuts. Returns the truth of each video and
     writes it to ``truth.json`` next to them.
+
+    ``shape_speed`` is in frame extents per second along the motion (widths for left/right,
+    heights for up/down), so a vertical move crosses a wide frame in the same time as a
+    horizontal one and stays inside it.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -236,14 +241,15 @@ def demo_corpus(
         shots: list[Shot] = []
         for k in range(4):
             bg += 1
+            direction = DIRECTIONS[(v + k) % 4]
             shots.append(
                 Shot(
                     kind="shape",
                     seconds=seconds_per_shot,
                     color=colors[int(rng.integers(len(colors)))],
                     shape=SHAPES[int(rng.integers(len(SHAPES)))],
-                    direction=DIRECTIONS[(v + k) % 4],
-                    speed=0.2,
+                    direction=direction,
+                    speed=shape_speed * (h / w if direction in ("up", "down") else 1.0),
                     background=bg,
                 )
             )

@@ -1,0 +1,27 @@
+"""The demo corpus's moving shapes: same crossing along either axis, always inside the frame."""
+
+from __future__ import annotations
+
+import pytest
+
+from curate.synthetic import Shot, demo_corpus, shape_path
+
+
+def test_demo_shapes_cross_the_same_fraction_of_the_frame_on_either_axis(tmp_path):
+    truth = demo_corpus(tmp_path, num_videos=3, seconds_per_shot=1.0, shape_speed=0.35)
+    seen = set()
+    for video in truth:
+        w, h = video["width"], video["height"]
+        for s in video["shots"]:
+            if s["kind"] != "shape":
+                continue
+            shot = Shot(**{k: s[k] for k in Shot.__dataclass_fields__})
+            path = shape_path(shot, s["end_frame"] - s["start_frame"], w, h)
+            (x0, y0), (x1, y1) = path[0], path[-1]
+            vertical = s["direction"] in ("up", "down")
+            travel = abs(y1 - y0) / h if vertical else abs(x1 - x0) / w
+            # 0.35 extents/s over 1 s, less one frame period
+            assert travel == pytest.approx(0.35, rel=0.1), (s, travel)
+            assert all(0 <= x <= w and 0 <= y <= h for x, y in path), s
+            seen.add(s["direction"])
+    assert seen == {"left", "right", "up", "down"}
