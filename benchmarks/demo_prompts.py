@@ -10,7 +10,7 @@ both accuracies against chance, the object presence, and what was read.
 The prompts are what ``recaption --backend attributes`` writes for such a clip, because
 that is the text the demo's model was trained on: by default its whole caption ("A red
 object moves to the left across a dim frame; the camera does not move. Dominant colours:
-gray, red. The motion is slow. Dim scene.", as in training and as the demo prompts), or
+gray, red. The motion is moderate. Dim scene.", as in training and as the demo prompts), or
 with ``--first-sentence`` only its first sentence. The captioner never names white (a white
 shape is "Something moves ..."), so white prompts carry no colour word.
 """
@@ -43,22 +43,33 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="prompt with the caption's first sentence only (default: the whole caption)",
     )
+    p.add_argument(
+        "--size",
+        default=None,
+        metavar="WxH",
+        help="generate at this size (default: the run's first bucket, as `spacetime generate`)",
+    )
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
 
-    from train.generate import generate
+    from train.generate import generate, parse_size
+
+    size = parse_size(args.size) if args.size else None
 
     truth = [(c, d) for c in COLORS for d in DIRECTIONS]
     prompts = [shape_prompt(c, d, args.first_sentence) for c, d in truth]
     rows = []
     for k in range(args.seeds):
-        videos = generate(args.run, prompts, seed=100 * k, device=args.device)
+        videos = generate(args.run, prompts, size=size, seed=100 * k, device=args.device)
         for (c, d), v in zip(truth, videos, strict=True):
             r = read_clip(v)
             rows.append(dict(color=c, direction=d, read_color=r.color,
                              read_direction=r.direction, presence=r.presence))  # fmt: skip
     s = summarize(rows)
-    print(f"demo prompts: {len(prompts)} prompts x {args.seeds} seeds = {s['n']} clips, {args.run}")
+    at = f" at {args.size}" if args.size else ""
+    print(
+        f"demo prompts: {len(prompts)} prompts x {args.seeds} seeds = {s['n']} clips{at}, {args.run}"
+    )
     print(f"e.g. {prompts[0]!r}")
     print("| metric | measured | chance |\n| --- | --- | --- |")
     print(f"| colour | {s['color']:.1%} | {1 / len(COLORS):.1%} |")
