@@ -43,7 +43,7 @@ def shape_prompt(color: str, direction: str, first_sentence: bool = False) -> st
         "dominant_colors": ["gray", color],
         "camera_motion": "static",
         "motion_direction": direction,
-        "motion": 2.0,
+        "motion": 2.0,  # "moderate", as most demo shapes (median motion 1.6)
         "luma_mean": 80.0,
         "dark_frac": 0.0,
         "bright_frac": 0.0,
