@@ -419,11 +419,18 @@ def build_rank_dataset(plan: Any, rank: int, embeddings: str, loader_cpus: float
     return ds
 
 
+PLAN_ROWS_PER_BLOCK = 16
+"""Plan rows (micro-batches) per block, so per loader task: enough blocks for decoding to run
+in parallel, few enough that Ray's per-task cost stays small (one row per block made the
+demo's 500-step training 12-20% slower on 2 cores; benchmarks/RESULTS.md, stop 17)."""
+
+
 def make_plan_dataset(rows: list[dict[str, Any]]) -> Any:
-    """The plan as a Ray Dataset (one small block per row, so decoding parallelises)."""
+    """The plan as a Ray Dataset (blocks of ``PLAN_ROWS_PER_BLOCK`` rows, at most 2048)."""
     import ray
 
-    return ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 2048)))
+    blocks = -(-len(rows) // PLAN_ROWS_PER_BLOCK)  # ceil
+    return ray.data.from_items(rows, override_num_blocks=max(1, min(blocks, 2048)))
 
 
 class RankDataConfig(DataConfig):
