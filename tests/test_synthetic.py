@@ -25,3 +25,29 @@ def test_demo_shapes_cross_the_same_fraction_of_the_frame_on_either_axis(tmp_pat
             assert all(0 <= x <= w and 0 <= y <= h for x, y in path), s
             seen.add(s["direction"])
     assert seen == {"left", "right", "up", "down"}
+
+
+def test_demo_corpus_balances_colours_over_directions(tmp_path):
+    # 8 videos x 4 shape shots: each direction 8 times, so each colour once per direction
+    truth = demo_corpus(tmp_path, num_videos=8, seconds_per_shot=0.5, sizes=((32, 32),))
+    pairs = [
+        (s["color"], s["direction"]) for v in truth for s in v["shots"] if s["kind"] == "shape"
+    ]
+    assert len(pairs) == 32
+    assert len(set(pairs)) == 32
+
+
+def test_demo_corpus_writes_the_same_bytes_every_run(tmp_path):
+    import hashlib
+
+    from common.demo import DEMO_FPS, DEMO_SIZES
+
+    def render(name):
+        out = tmp_path / name
+        demo_corpus(out, num_videos=6, seconds_per_shot=1.0, sizes=DEMO_SIZES, fps_choices=DEMO_FPS)
+        return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.mp4"))}
+
+    first = render("a")
+    assert len(first) == 6
+    for name in ("b", "c"):
+        assert render(name) == first
