@@ -49,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="WxH",
         help="generate at this size (default: the run's first bucket, as `spacetime generate`)",
     )
+    p.add_argument(
+        "--template",
+        default=None,
+        help="prompt with this text instead, e.g. 'a {color} object moving {direction}' (for "
+        "runs whose shape captions were rewritten in the benchmark's words)",
+    )
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
 
@@ -57,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     size = parse_size(args.size) if args.size else None
 
     truth = [(c, d) for c in COLORS for d in DIRECTIONS]
-    prompts = [shape_prompt(c, d, args.first_sentence) for c, d in truth]
+    if args.template:
+        prompts = [args.template.format(color=c, direction=d) for c, d in truth]
+    else:
+        prompts = [shape_prompt(c, d, args.first_sentence) for c, d in truth]
     rows = []
     for k in range(args.seeds):
         videos = generate(args.run, prompts, size=size, seed=100 * k, device=args.device)

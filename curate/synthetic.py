@@ -79,6 +79,16 @@ def _texture(seed: int, h: int, w: int, plain: bool) -> np.ndarray:
     return cv2.addWeighted(img, 0.75, fine, 0.25, 0)
 
 
+MIN_TONE_STEP = 15.0
+"""Least difference in mean grey level between consecutive plain backgrounds of
+``demo_corpus``: closer tones made cuts between two shape shots that PySceneDetect missed."""
+
+
+def plain_tone(seed: int) -> float:
+    """Mean grey level of the plain background with this seed."""
+    return float(_texture(seed, 4, 4, plain=True).mean())
+
+
 def _draw_shape(
     img: np.ndarray, shape: str, color: tuple[int, int, int], cx: float, cy: float, r: int
 ):
@@ -220,6 +230,7 @@ def demo_corpus(
     sizes: Sequence[tuple[int, int]] = ((160, 96), (128, 128), (192, 108)),
     fps_choices: Sequence[float] = (24.0, 25.0, 30.0),
     shape_speed: float = 0.35,
+    shape_shots: int = 4,
 ) -> list[dict]:
     """Write ``num_videos`` videos mixing shape shots (colour × shape × direction),
     pans, zooms, static stretches, fades and cuts. Returns the truth of each video and
@@ -249,8 +260,12 @@ def demo_corpus(
         w, h = sizes[v % len(sizes)]
         fps = fps_choices[v % len(fps_choices)]
         shots: list[Shot] = []
-        for k in range(4):
+        prev_tone = -100.0
+        for k in range(shape_shots):
             bg += 1
+            while abs(plain_tone(bg) - prev_tone) < MIN_TONE_STEP:
+                bg += 1
+            prev_tone = plain_tone(bg)
             direction = DIRECTIONS[(v + k) % 4]
             shots.append(
                 Shot(

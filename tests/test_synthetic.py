@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
-from curate.synthetic import Shot, demo_corpus, shape_path
+from curate.synthetic import MIN_TONE_STEP, Shot, demo_corpus, plain_tone, shape_path
 
 
 def test_demo_shapes_cross_the_same_fraction_of_the_frame_on_either_axis(tmp_path):
@@ -28,13 +30,19 @@ def test_demo_shapes_cross_the_same_fraction_of_the_frame_on_either_axis(tmp_pat
 
 
 def test_demo_corpus_balances_colours_over_directions(tmp_path):
-    # 8 videos x 4 shape shots: each direction 8 times, so each colour once per direction
-    truth = demo_corpus(tmp_path, num_videos=8, seconds_per_shot=0.5, sizes=((32, 32),))
+    # 4 videos x 8 shape shots: each direction 8 times, so each colour once per direction
+    truth = demo_corpus(
+        tmp_path, num_videos=4, seconds_per_shot=0.5, sizes=((32, 32),), shape_shots=8
+    )
     pairs = [
         (s["color"], s["direction"]) for v in truth for s in v["shots"] if s["kind"] == "shape"
     ]
     assert len(pairs) == 32
     assert len(set(pairs)) == 32
+    # consecutive shape shots cut between clearly different background tones
+    for v in truth:
+        tones = [plain_tone(s["background"]) for s in v["shots"] if s["kind"] == "shape"]
+        assert all(abs(a - b) >= MIN_TONE_STEP for a, b in itertools.pairwise(tones)), tones
 
 
 def test_demo_corpus_writes_the_same_bytes_every_run(tmp_path):
