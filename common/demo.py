@@ -32,7 +32,7 @@ DEMO_SIZES = ((64, 64), (96, 96), (80, 80))
 """Frame sizes of the demo's synthetic videos: square, so every shape clip trains in the
 tiny model's 32x32 bucket, the size ``generate`` samples at (the real footage is wide); small,
 as the text-faithfulness benchmark's. At 2500 steps one run read the direction in 70% of clips,
-four others (some on 64 px, 12 fps footage only) at chance (benchmarks/RESULTS.md, "The demo",
+four others (some on 64 px, 12 fps footage only) in 23-38% (benchmarks/RESULTS.md, "The demo",
 stops 17-18)."""
 
 DEMO_FPS = (12.0, 24.0)
@@ -81,8 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "curate → recaption --backend attributes → train --preset tiny → generate → report. "
             "About 6-15 minutes on 2 CPU cores. Rerunning resumes finished steps. The tiny "
             "model learns the colour by the default 1000 steps, not the direction: five runs "
-            "of --steps 2500 (11-19 minutes) got it in 70% of clips once and at chance in "
-            "the other four (benchmarks/RESULTS.md)."
+            "of --steps 2500 (11-19 minutes) got it in 70% of clips once and in 23-38% (chance "
+            "25%) in the other four (benchmarks/RESULTS.md)."
         ),
     )
     p.add_argument(
