@@ -47,8 +47,8 @@ from curate.synthetic import (  # noqa: E402
     DIRECTIONS,
     SHAPES,
     Shot,
-    _texture,
     caption_for,
+    next_plain_background,
     write_video,
 )
 
@@ -176,10 +176,6 @@ def plan_shots(
     return [shots[i] for i in rng.permutation(len(shots))]
 
 
-def _tone(seed: int) -> float:
-    return float(_texture(seed, 4, 4, plain=True).mean())
-
-
 def write_corpus(out: Path, shots: Sequence[Shot], mode: Mode, seed: int) -> list[dict]:
     """Videos of ``mode.shots_per_video`` shots with hard cuts; consecutive shots get
     backgrounds whose tones differ by >= 15 so every cut is visible. Returns the truth."""
@@ -188,10 +184,7 @@ def write_corpus(out: Path, shots: Sequence[Shot], mode: Mode, seed: int) -> lis
     for v in range(0, len(shots), mode.shots_per_video):
         placed = []
         for shot in shots[v : v + mode.shots_per_video]:
-            bg += 1
-            while abs(_tone(bg) - prev) < 15:
-                bg += 1
-            prev = _tone(bg)
+            bg, prev = next_plain_background(bg, prev)
             placed.append(dataclasses.replace(shot, background=bg))
         path = out / f"shapes_{v // mode.shots_per_video:04d}.mp4"
         truth.append(write_video(path, placed, mode.size, mode.size, mode.fps))

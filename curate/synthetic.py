@@ -89,6 +89,17 @@ def plain_tone(seed: int) -> float:
     return float(_texture(seed, 4, 4, plain=True).mean())
 
 
+def next_plain_background(seed: int, prev_tone: float) -> tuple[int, float]:
+    """The first seed after ``seed`` whose plain background's tone differs from ``prev_tone``
+    by at least ``MIN_TONE_STEP``, and that tone."""
+    seed += 1
+    tone = plain_tone(seed)
+    while abs(tone - prev_tone) < MIN_TONE_STEP:
+        seed += 1
+        tone = plain_tone(seed)
+    return seed, tone
+
+
 def _draw_shape(
     img: np.ndarray, shape: str, color: tuple[int, int, int], cx: float, cy: float, r: int
 ):
@@ -262,10 +273,7 @@ def demo_corpus(
         shots: list[Shot] = []
         prev_tone = -100.0
         for k in range(shape_shots):
-            bg += 1
-            while abs(plain_tone(bg) - prev_tone) < MIN_TONE_STEP:
-                bg += 1
-            prev_tone = plain_tone(bg)
+            bg, prev_tone = next_plain_background(bg, prev_tone)
             direction = DIRECTIONS[(v + k) % 4]
             shots.append(
                 Shot(

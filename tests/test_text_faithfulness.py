@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from curate.synthetic import COLORS, DIRECTIONS, Shot
+from curate.synthetic import COLORS, DIRECTIONS, Shot, plain_tone
 from schemas.validate import rows_to_table, write_table
 
 _PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "text_faithfulness.py"
@@ -70,7 +70,7 @@ def test_match_shot_assigns_each_clip_its_own_shot(tmp_path):
     assert tf.match_shot(truth, v0, 0.5, 1.5) is None
     assert tf.match_shot(truth, str(tmp_path / "other.mp4"), 0.25, 0.75) is None
     # consecutive backgrounds differ so the cut is visible
-    tones = [tf._tone(s["background"]) for s in truth[0]["shots"]]
+    tones = [plain_tone(s["background"]) for s in truth[0]["shots"]]
     assert all(abs(a - b) >= 15 for a, b in zip(tones, tones[1:], strict=False))
 
 
