@@ -55,9 +55,8 @@ def encode_mp4(
         stream.options = {"crf": str(crf), "preset": preset, "threads": str(threads)}
         if deterministic:
             stream.options["x264-params"] = "mbtree=0"
-        for i, arr in enumerate(frames):
+        for arr in frames:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
-            frame.pts = i
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
