@@ -24,6 +24,7 @@ from train.data import (
     plan_rows,
     read_embeddings,
     scan_pairs,
+    token_stats,
     unique_captions,
     unpack_batch,
     write_embeddings,
@@ -201,3 +202,18 @@ def test_caption_embeddings_are_reused_only_for_the_same_text_settings(ray_sessi
     embed_captions(caps, TextConfig(layer=0, max_length=4), path)
     assert path.stat().st_mtime_ns != stamp
     assert read_embeddings(path)[0].schema.metadata[b"text"] == b"minilm max_length=4 layer=0"
+
+
+def test_token_stats_are_the_mean_and_std_of_every_token(ray_session, tmp_path):
+    from train.text import TextConfig
+
+    caps = ["a red circle moving left", "blue", "a much longer caption with several tokens"]
+    path = tmp_path / "emb.arrow"
+    embed_captions(caps, TextConfig(max_length=16), path)
+    text, mask = lookup_text(path, [0, 2])
+    tokens = text[mask].astype(np.float64)  # (N, D): captions 0 and 2 only
+    mean, std = token_stats(path, [0, 2])
+    np.testing.assert_allclose(mean, tokens.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(std, tokens.std(0, ddof=1), rtol=1e-4, atol=1e-6)
+    # over the limit: evenly spaced captions (here the first and the last)
+    np.testing.assert_allclose(token_stats(path, [0, 1, 2], limit=2)[0], mean, rtol=1e-5, atol=1e-6)

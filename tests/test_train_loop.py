@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from train.config import TrainConfig
+from train.data import pair_files, scan_pairs
 from train.loop import train
 from train.model import ModelConfig
 from train.synthetic_pairs import make_synthetic_pairs
@@ -123,7 +124,14 @@ def test_fsdp2_with_grad_accum_trains_checkpoints_and_resumes(ray_session, pairs
 
     from train.checkpoint import load_for_generation
 
-    cfg = replace(_cfg(4), strategy="fsdp", grad_accum=2, checkpoint_every=2)
+    base = _cfg(4)
+    cfg = replace(
+        base,
+        model=replace(base.model, text_norm=True),
+        strategy="fsdp",
+        grad_accum=2,
+        checkpoint_every=2,
+    )
     run = tmp_path / "fsdp"
     summary = train([str(pairs)], run, cfg)
     assert summary["final_step"] == 4
@@ -134,5 +142,13 @@ def test_fsdp2_with_grad_accum_trains_checkpoints_and_resumes(ray_session, pairs
         assert all(np.isfinite(e["loss"]) for e in mbs.values())
     model, state = load_for_generation(run)  # strict load: every full-size weight is there
     assert state["step"] == 4 and model.config.hidden == 32
+    # text_norm: the statistics of the run's training captions, in the checkpoint
+    from train.data import token_stats, unique_captions
+
+    n_captions = len(unique_captions(scan_pairs(pair_files([str(pairs)]))))
+    mean, std = token_stats(run / "text" / "embeddings.arrow", range(n_captions))
+    np.testing.assert_allclose(model.text_mean.numpy(), mean, rtol=1e-6)
+    np.testing.assert_allclose(model.text_std.numpy(), std, rtol=1e-6)
+    assert float(model.text_std.min()) > 0 and float(model.text_mean.abs().max()) > 0
     summary = train([str(pairs)], run, replace(cfg, steps=6))
     assert summary["resumed"] and summary["start_step"] == 4 and summary["final_step"] == 6

@@ -320,6 +320,31 @@ def lookup_text(path: str | Path, caption_idx: Sequence[int]) -> tuple[np.ndarra
     return text, mask
 
 
+def token_stats(
+    path: str | Path, caption_idx: Sequence[int], limit: int = 20000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std (D,) of every token of the given captions in the embedding
+    table (at most ``limit`` captions, evenly spaced, for large runs); float64 sums, one
+    caption at a time."""
+    tbl, dim = read_embeddings(path)
+    idx = list(caption_idx)
+    if len(idx) > limit:
+        idx = [idx[int(k)] for k in np.linspace(0, len(idx) - 1, limit)]
+    ns, embs = tbl.column("n"), tbl.column("emb")
+    total, sq, count = np.zeros(dim), np.zeros(dim), 0
+    for i in idx:
+        k = int(ns[int(i)].as_py())
+        e = np.frombuffer(embs[int(i)].as_py(), np.float32).reshape(k, dim).astype(np.float64)
+        total += e.sum(0)
+        sq += np.square(e).sum(0)
+        count += k
+    if count < 2:
+        raise ValueError(f"text statistics need at least 2 caption tokens, got {count}")
+    mean = total / count
+    var = np.maximum(sq - count * np.square(mean), 0.0) / (count - 1)
+    return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
+
+
 # --------------------------------------------------------------------------- decode stage
 
 

@@ -53,6 +53,7 @@ from train.data import (
     pair_files,
     plan_rows,
     scan_pairs,
+    token_stats,
     unique_captions,
     unpack_batch,
 )
@@ -128,6 +129,10 @@ def train(
         text_cfg = dataclasses.replace(text_cfg, cache_dir=str(run / "text" / "cache"))
     emb_path = run / "text" / "embeddings.arrow"
     text_dim = embed_captions(captions + prompts, text_cfg, emb_path)
+    text_stats = None
+    if cfg.model.text_norm:
+        mean, std = token_stats(emb_path, range(len(captions)))
+        text_stats = {"mean": mean.tolist(), "std": std.tolist()}
     step0, mb0, ckpt = data_position(run)
     total_mb = cfg.steps * cfg.grad_accum
     if ckpt is not None:
@@ -144,6 +149,7 @@ def train(
         "train": to_dict(cfg),
         "run_dir": str(run),
         "text_dim": text_dim,
+        "text_stats": text_stats,
         "embeddings": str(emb_path),
         "prompt_idx": list(range(len(captions), len(captions) + len(prompts))),
         "video": {"frames": cfg.num_frames, "height": h, "width": w, "fps": round(fps, 3)},
@@ -241,6 +247,10 @@ class _Worker:
                 state = load_checkpoint(ckpt_dir, model)
                 self.step = int(state["step"])
                 self.mb = int((state.get("data_position") or {}).get("mb", 0))
+            if ckpt_dir is None and config.get("text_stats"):
+                # a fresh run's text standardisation (a resumed one has it in its checkpoint)
+                st = config["text_stats"]
+                model.set_text_stats(torch.tensor(st["mean"]), torch.tensor(st["std"]))
             model.to(self.device)
             if cfg.strategy == "fsdp":
                 from torch.distributed.fsdp import fully_shard

@@ -90,6 +90,14 @@ class ModelConfig:
     (adaLN), as SD3 does with its pooled text, so global attributes modulate every block and
     not only through cross-attention. Off by default; the demo preset turns it on with the
     text-faithfulness settings (its own effect is not isolated: benchmarks/RESULTS.md)."""
+    text_norm: bool = False
+    """Standardise each text-embedding dimension with the mean and standard deviation of the
+    training captions' tokens before the model reads them (buffers ``text_mean`` /
+    ``text_std``, set by the trainer from the run's caption table at the start of a run and
+    saved in its checkpoints). A sentence encoder's embeddings share a large common part
+    (MiniLM layer 3, the demo's captions pooled: left vs right cosine 0.998, 0.886
+    standardised), so the words that differ are a small signal until standardised. Off by
+    default."""
     checkpoint_activations: bool = False
     """Recompute each block in the backward pass (saves memory, costs ~30% more compute)."""
 
@@ -300,6 +308,9 @@ class DiT(nn.Module):
             nn.Linear(cfg.text_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d)
         )
         self.null_text = nn.Parameter(torch.zeros(1, cfg.text_dim))
+        if cfg.text_norm:  # identity until set_text_stats; saved with the weights
+            self.register_buffer("text_mean", torch.zeros(cfg.text_dim))
+            self.register_buffer("text_std", torch.ones(cfg.text_dim))
         # Pooled caption -> adaLN conditioning (added to the timestep embedding).
         self.pooled_embed = (
             nn.Sequential(nn.Linear(cfg.text_dim, d), nn.SiLU(), nn.Linear(d, d))
@@ -353,6 +364,20 @@ class DiT(nn.Module):
         nn.init.zeros_(self.final.adaLN_modulation[-1].bias)
         nn.init.zeros_(self.final.linear.weight)
         nn.init.zeros_(self.final.linear.bias)
+
+    @torch.no_grad()
+    def set_text_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Set ``text_norm``'s per-dimension caption-token mean and std (each (text_dim,))."""
+        if not self.config.text_norm:
+            raise ValueError("set_text_stats needs ModelConfig.text_norm=True")
+        d = self.text_mean.numel()
+        if tuple(mean.shape) != (d,) or tuple(std.shape) != (d,):
+            raise ValueError(
+                f"text statistics must have shape ({d},), got {tuple(mean.shape)} and "
+                f"{tuple(std.shape)}"
+            )
+        self.text_mean.copy_(mean.float())
+        self.text_std.copy_(std.float().clamp(min=1e-6))
 
     # -- shapes
 
@@ -433,6 +458,8 @@ class DiT(nn.Module):
         b, _, tt, hh, ww = x.shape
         grid = self.grid(tt, hh, ww)
         text_mask = text_mask.bool()
+        if self.config.text_norm:
+            text = (text - self.text_mean.to(text.dtype)) / self.text_std.to(text.dtype)
         # Rows whose caption is dropped, and rows with no real token at all (attention over
         # an all-masked caption is undefined), see the learned null caption instead.
         use_null = ~text_mask.any(dim=1)  # (B,)
