@@ -333,18 +333,25 @@ def opposite_direction(caption: str) -> str:
 
 
 def caption_losses(
-    model: Any, enc: Any, flow: Any, x0: Any, captions: Sequence[str], times: Iterable[float]
+    model: Any,
+    enc: Any,
+    flow: Any,
+    x0: Any,
+    captions: Sequence[str],
+    times: Iterable[float],
+    variants: dict[str, list[str]] | None = None,
 ) -> dict[str, dict[float, float]]:
     """Flow-matching loss of ``model`` on clean clips ``x0`` (B, C, T, H, W) at each time in
     ``times`` (fixed noise, captions kept), with the clips' own ``captions`` (``"true"``) and
     with their colour / direction word swapped (``"wrong_color"`` / ``"wrong_direction"``)
     and with the opposite direction (``"opposite_direction"``: the same axis, the other sign):
-    ``{variant: {t: loss}}``. Equal losses mean the model ignores that word."""
+    ``{variant: {t: loss}}``. Equal losses mean the model ignores that word. ``variants``
+    replaces those four caption lists (for captions in other words)."""
     import torch
 
     from train.flow import flow_loss, prior_noise
 
-    variants = {
+    variants = variants or {
         "true": list(captions),
         "wrong_color": [swap_attribute(c, "color", i) for i, c in enumerate(captions)],
         "wrong_direction": [swap_attribute(c, "direction", i) for i, c in enumerate(captions)],

@@ -34,10 +34,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from text_faithfulness import caption_losses, split_combos, summarize  # noqa: E402
+from text_faithfulness import OPPOSITE, caption_losses, split_combos, summarize  # noqa: E402
 
 from curate.oracle import read_clip  # noqa: E402
-from curate.synthetic import Shot, caption_for, render_shot  # noqa: E402
+from curate.synthetic import COLORS, DIRECTIONS, SHAPES, Shot, caption_for, render_shot  # noqa: E402
 from train.flow import EMA, FlowConfig, euler_sample, flow_loss, prior_noise, shift_for_tokens  # noqa: E402
 from train.latents import pixels_to_unit, unit_to_pixels  # noqa: E402
 from train.model import DiT, ModelConfig, count_params  # noqa: E402
@@ -73,16 +73,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--load", default="",
                    help="evaluate these saved EMA weights, no training (--steps labels the "
                    "result); the model flags must match the run that saved them")  # fmt: skip
+    p.add_argument("--caption", default="",
+                   help="caption template for training and prompts, with {color}, {shape} and "
+                   "{direction}, e.g. 'a {color} object moving {direction}'; 'attributes' "
+                   "takes what the demo's attribute captioner writes for such a shot "
+                   "(common.demo.shape_prompt); default: caption_for ('a red circle moving "
+                   "left')")  # fmt: skip
+    p.add_argument("--shape-per-color", action="store_true",
+                   help="footage where each colour always has the same shape (colour i: shape "
+                   "i mod 3), with 3x --repeats shots per combination (as many clips)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the weights, the footage's speeds and backgrounds, the batches "
+                   "and the training noise (not the evaluation's noise)")  # fmt: skip
     p.add_argument("--out", default="bench_out/tune/results.jsonl")
     return p.parse_args(argv)
 
 
-def render_clips(args, combos, rng) -> tuple[list[np.ndarray], list[str]]:
-    """``args.repeats`` shots per combination at the training size: (frames, caption)."""
+def make_caption(template: str, color: str, shape: str, direction: str) -> str:
+    """The caption of a shape shot under ``--caption``."""
+    if not template:
+        return caption_for(dict(kind="shape", color=color, shape=shape, direction=direction))
+    if template == "attributes":
+        from common.demo import shape_prompt
+
+        return shape_prompt(color, direction)
+    return template.format(color=color, shape=shape, direction=direction)
+
+
+def render_clips(args, combos, rng) -> tuple[list[np.ndarray], list[str], list[tuple]]:
+    """``args.repeats`` shots per combination at the training size: (frames, caption, truth)."""
     lo, hi = map(float, args.speed.split(","))
-    clips, caps = [], []
+    clips, caps, truth = [], [], []
     for c, s, d in combos:
-        for _ in range(args.repeats):
+        for _ in range(args.repeats * (len(SHAPES) if args.shape_per_color else 1)):
             shot = Shot(kind="shape", seconds=2.0, color=c, shape=s, direction=d,
                         speed=float(rng.uniform(lo, hi)), background=int(rng.integers(1_000_000)))  # fmt: skip
             frames = render_shot(shot, 64, 64, 12.0)
@@ -90,8 +113,9 @@ def render_clips(args, combos, rng) -> tuple[list[np.ndarray], list[str]]:
             clips.append(
                 np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
             )
-            caps.append(caption_for(shot))
-    return clips, caps
+            caps.append(make_caption(args.caption, c, s, d))
+            truth.append((c, s, d))
+    return clips, caps, truth
 
 
 class Tuner:
@@ -99,17 +123,26 @@ class Tuner:
 
     def __init__(self, args: argparse.Namespace):
         self.a = args
-        self.rng = np.random.default_rng(0)
+        self.rng = np.random.default_rng(args.seed)
         self.train_c, self.held = split_combos(2)
-        self.clips, self.caps = render_clips(args, self.train_c, self.rng)
+        if args.shape_per_color:
+            own = {c: SHAPES[i % len(SHAPES)] for i, c in enumerate(COLORS)}
+            self.train_c = [x for x in self.train_c if x[1] == own[x[0]]]
+            self.held = [x for x in self.held if x[1] == own[x[0]]]
+        self.clips, self.caps, self.truth = render_clips(args, self.train_c, self.rng)
         text = {"encoder": "minilm", "max_length": 32, **json.loads(args.text)}
         self.enc = build_text_encoder(TextConfig(**text))
+        with torch.no_grad():  # every training caption encoded once: (clips, L, D), (clips, L)
+            self.cap_text, self.cap_mask = self.enc.encode(self.caps)
         self.mcfg = ModelConfig(**json.loads(args.model))
         self.fcfg = FlowConfig(**json.loads(args.flow))
         self.model = DiT.from_config(self.mcfg, self.enc.dim)
+        if self.mcfg.text_norm:  # as the trainer: the training captions' token statistics
+            tokens = self.cap_text[self.cap_mask]  # (N, D), every clip's caption tokens
+            self.model.set_text_stats(tokens.mean(0), tokens.std(0))
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=args.lr, weight_decay=0.0)
         self.ema = EMA(self.model, args.ema)
-        self.gen = torch.Generator().manual_seed(0)
+        self.gen = torch.Generator().manual_seed(args.seed)
         self.span = (args.frames - 1) * args.stride + 1
         self.out = Path(args.out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -121,8 +154,7 @@ class Tuner:
     def batch(self):
         idx = self.rng.integers(len(self.clips), size=self.a.batch)
         x0 = pixels_to_unit(np.stack([self.window(i, self.rng) for i in idx]))
-        text, mask = self.enc.encode([self.caps[i] for i in idx])
-        return x0, text, mask
+        return x0, self.cap_text[idx], self.cap_mask[idx]
 
     def step(self, step: int) -> float:
         lr = self.a.lr * min(1.0, step / max(self.a.warmup, 1))
@@ -144,7 +176,17 @@ class Tuner:
         idx = rng.choice(len(self.clips), min(48, len(self.clips)), replace=False)
         x0 = pixels_to_unit(np.stack([self.window(i, rng) for i in idx]))
         times = (0.3, 0.6, 0.9)
-        loss = caption_losses(m, self.enc, self.fcfg, x0, [self.caps[i] for i in idx], times)
+        cap = self.a.caption
+        combos = [self.truth[i] for i in idx]
+        variants = {
+            "true": [self.caps[i] for i in idx],
+            "wrong_color": [make_caption(cap, [o for o in COLORS if o != c][k % 7], s, d)
+                            for k, (c, s, d) in enumerate(combos)],
+            "wrong_direction": [make_caption(cap, c, s, [o for o in DIRECTIONS if o != d][k % 3])
+                                for k, (c, s, d) in enumerate(combos)],
+            "opposite_direction": [make_caption(cap, c, s, OPPOSITE[d]) for c, s, d in combos],
+        }  # fmt: skip
+        loss = caption_losses(m, self.enc, self.fcfg, x0, variants["true"], times, variants)
         order = ("true", "wrong_direction", "wrong_color", "opposite_direction")
         return {f"t{t}": [round(loss[v][t], 5) for v in order] for t in times}
 
@@ -164,8 +206,7 @@ class Tuner:
         seen = [self.train_c[i] for i in sorted(pick)]
         tokens = m.num_tokens(a.frames, a.size, a.size)
         for name, combos in (("seen", seen), ("held", self.held)):
-            prompts = [caption_for(dict(kind="shape", color=c, shape=s, direction=d))
-                       for c, s, d in combos]  # fmt: skip
+            prompts = [make_caption(a.caption, c, s, d) for c, s, d in combos]
             text, mask = self.enc.encode(prompts * a.seeds)
             shape = (3, a.frames, a.size, a.size)
             noise = torch.stack(
@@ -199,7 +240,7 @@ class Tuner:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     tuner = Tuner(args)
     print(f"params {count_params(tuner.model)}, clips {len(tuner.clips)}", flush=True)
     if args.load:
