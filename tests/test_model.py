@@ -264,6 +264,30 @@ def test_abs_pos_lets_a_token_tell_its_frame():
     assert keys == set(DiT.from_config(small_cfg(), TEXT_DIM).state_dict())
 
 
+def test_text_norm_standardises_the_caption_with_stored_statistics():
+    """``text_norm``: the model reads (text - mean) / std; identity until the statistics are
+    set; they are buffers, so checkpoints (and the EMA) carry them."""
+    x, t, text, mask = inputs(2, 2, 8, 8)
+    plain = randomize(DiT.from_config(small_cfg(pooled_text=True), TEXT_DIM)).eval()
+    normed = DiT.from_config(small_cfg(pooled_text=True, text_norm=True), TEXT_DIM).eval()
+    missing, unexpected = normed.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["text_mean", "text_std"] and not unexpected
+    with torch.no_grad():
+        torch.testing.assert_close(normed(x, t, text, mask), plain(x, t, text, mask))
+        mean, std = torch.randn(TEXT_DIM), torch.rand(TEXT_DIM) + 0.5
+        normed.set_text_stats(mean, std)
+        standardised = plain(x, t, (text - mean) / std, mask)
+        torch.testing.assert_close(normed(x, t, text, mask), standardised)
+        assert not torch.allclose(standardised, plain(x, t, text, mask))
+    sd = normed.state_dict()
+    torch.testing.assert_close(sd["text_mean"], mean)
+    torch.testing.assert_close(sd["text_std"], std)
+    with pytest.raises(ValueError, match=r"shape \(24,\)"):
+        normed.set_text_stats(torch.zeros(3), torch.ones(3))
+    with pytest.raises(ValueError, match="text_norm=True"):
+        plain.set_text_stats(mean, std)
+
+
 def test_sincos_position_embedding_is_per_axis_in_raster_order():
     gt, gh, gw, dim = 3, 4, 5, 48
     e = sincos_position_embedding((gt, gh, gw), dim).view(gt, gh, gw, dim)
