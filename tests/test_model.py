@@ -282,6 +282,9 @@ def test_text_norm_standardises_the_caption_with_stored_statistics():
     sd = normed.state_dict()
     torch.testing.assert_close(sd["text_mean"], mean)
     torch.testing.assert_close(sd["text_std"], std)
+    # a dimension that does not vary over the training captions is centred, not scaled
+    normed.set_text_stats(mean, torch.cat([std[:-1], torch.tensor([1e-9])]))
+    assert float(normed.text_std[-1]) == 1.0 and torch.equal(normed.text_std[:-1], std[:-1])
     with pytest.raises(ValueError, match=r"shape \(24,\)"):
         normed.set_text_stats(torch.zeros(3), torch.ones(3))
     with pytest.raises(ValueError, match="text_norm=True"):

@@ -148,7 +148,8 @@ def test_fsdp2_with_grad_accum_trains_checkpoints_and_resumes(ray_session, pairs
     n_captions = len(unique_captions(scan_pairs(pair_files([str(pairs)]))))
     mean, std = token_stats(run / "text" / "embeddings.arrow", range(n_captions))
     np.testing.assert_allclose(model.text_mean.numpy(), mean, rtol=1e-6)
-    np.testing.assert_allclose(model.text_std.numpy(), std, rtol=1e-6)
+    flat = std <= 1e-3 * std.mean()  # MiniLM's layer 3 has (near-)constant dimensions
+    np.testing.assert_allclose(model.text_std.numpy(), np.where(flat, 1.0, std), rtol=1e-6)
     assert float(model.text_std.min()) > 0 and float(model.text_mean.abs().max()) > 0
     summary = train([str(pairs)], run, replace(cfg, steps=6))
     assert summary["resumed"] and summary["start_step"] == 4 and summary["final_step"] == 6

@@ -97,7 +97,7 @@ class ModelConfig:
     saved in its checkpoints). A sentence encoder's embeddings share a large common part
     (MiniLM layer 3, the demo's captions pooled: left vs right cosine 0.998, 0.886
     standardised), so the words that differ are a small signal until standardised. Off by
-    default."""
+    default; the demo preset turns it on (benchmarks/RESULTS.md, "The demo", stop 19)."""
     checkpoint_activations: bool = False
     """Recompute each block in the backward pass (saves memory, costs ~30% more compute)."""
 
@@ -367,7 +367,8 @@ class DiT(nn.Module):
 
     @torch.no_grad()
     def set_text_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Set ``text_norm``'s per-dimension caption-token mean and std (each (text_dim,))."""
+        """Set ``text_norm``'s per-dimension caption-token mean and std (each (text_dim,)); a
+        dimension whose std is under 1/1000 of the mean std keeps std 1."""
         if not self.config.text_norm:
             raise ValueError("set_text_stats needs ModelConfig.text_norm=True")
         d = self.text_mean.numel()
@@ -376,8 +377,12 @@ class DiT(nn.Module):
                 f"text statistics must have shape ({d},), got {tuple(mean.shape)} and "
                 f"{tuple(std.shape)}"
             )
+        std = std.float()
+        # A dimension (nearly) constant over the training captions (MiniLM layer 3 has three)
+        # is centred, not scaled: dividing by its ~0 std would blow up any prompt that differs.
+        flat = std <= 1e-3 * std.mean()
         self.text_mean.copy_(mean.float())
-        self.text_std.copy_(std.float().clamp(min=1e-6))
+        self.text_std.copy_(torch.where(flat, torch.ones_like(std), std))
 
     # -- shapes
 
