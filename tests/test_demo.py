@@ -17,9 +17,12 @@ def test_demo_end_to_end_reduced(tmp_path, ray_session):
 
     out = tmp_path / "demo"
     argv = ["demo", "--output", str(out), "--videos", "2", "--seconds-per-shot", "1.5",
-            "--steps", "12", "--no-real-footage", "--prompt", "a red circle moving left"]  # fmt: skip
+            "--steps", "12", "--shape-shots", "3", "--no-real-footage",
+            "--prompt", "a red circle moving left"]  # fmt: skip
     assert main(argv) == 0
     data = out / "data"
+    truth = json.loads((out / "footage" / "synthetic" / "truth.json").read_text())
+    assert [sum(s["kind"] == "shape" for s in v["shots"]) for v in truth] == [3, 3]
 
     # Every table on disk validates against its schema (footer: columns, types, version).
     tables = {"clips": "clips", "rejects": "rejects", "pairs": "pairs"}
