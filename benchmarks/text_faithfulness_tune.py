@@ -178,11 +178,16 @@ class Tuner:
         times = (0.3, 0.6, 0.9)
         cap = self.a.caption
         combos = [self.truth[i] for i in idx]
+
+        def other(vocab, value, k: int) -> str:  # the k-th other value, as swap_attribute
+            others = [v for v in vocab if v != value]
+            return others[k % len(others)]
+
         variants = {
             "true": [self.caps[i] for i in idx],
-            "wrong_color": [make_caption(cap, [o for o in COLORS if o != c][k % 7], s, d)
+            "wrong_color": [make_caption(cap, other(COLORS, c, k), s, d)
                             for k, (c, s, d) in enumerate(combos)],
-            "wrong_direction": [make_caption(cap, c, s, [o for o in DIRECTIONS if o != d][k % 3])
+            "wrong_direction": [make_caption(cap, c, s, other(DIRECTIONS, d, k))
                                 for k, (c, s, d) in enumerate(combos)],
             "opposite_direction": [make_caption(cap, c, s, OPPOSITE[d]) for c, s, d in combos],
         }  # fmt: skip

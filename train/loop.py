@@ -129,11 +129,11 @@ def train(
         text_cfg = dataclasses.replace(text_cfg, cache_dir=str(run / "text" / "cache"))
     emb_path = run / "text" / "embeddings.arrow"
     text_dim = embed_captions(captions + prompts, text_cfg, emb_path)
+    step0, mb0, ckpt = data_position(run)
     text_stats = None
-    if cfg.model.text_norm:
+    if cfg.model.text_norm and ckpt is None:  # a resumed run has them in its checkpoint
         mean, std = token_stats(emb_path, range(len(captions)))
         text_stats = {"mean": mean.tolist(), "std": std.tolist()}
-    step0, mb0, ckpt = data_position(run)
     total_mb = cfg.steps * cfg.grad_accum
     if ckpt is not None:
         log.info("resuming run %s from step %d (micro-batch %d, %s)", run, step0, mb0, ckpt.name)
@@ -247,9 +247,15 @@ class _Worker:
                 state = load_checkpoint(ckpt_dir, model)
                 self.step = int(state["step"])
                 self.mb = int((state.get("data_position") or {}).get("mb", 0))
-            if ckpt_dir is None and config.get("text_stats"):
+            if ckpt_dir is None and cfg.model.text_norm:
                 # a fresh run's text standardisation (a resumed one has it in its checkpoint)
-                st = config["text_stats"]
+                st = config.get("text_stats")
+                if not st:
+                    raise RuntimeError(
+                        "model.text_norm: this worker starts without a checkpoint but the "
+                        "driver computed no caption statistics (it found a checkpoint in the "
+                        f"run directory {self.run}); rerun to resume from it"
+                    )
                 model.set_text_stats(torch.tensor(st["mean"]), torch.tensor(st["std"]))
             model.to(self.device)
             if cfg.strategy == "fsdp":
