@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -197,6 +199,7 @@ def test_shift_grows_with_tokens():
 def test_ema_update_math():
     m = nn.Linear(2, 1)
     m.register_buffer("count", torch.tensor([0.0]))
+    m.register_buffer("scratch", torch.zeros(1), persistent=False)  # not in the state dict
     with torch.no_grad():
         m.weight.zero_()
         m.bias.zero_()
@@ -290,3 +293,31 @@ def test_tiny_dit_learns_to_follow_colour_captions():
     red, blue = out[:, 0].flatten(1).amax(1), out[:, 2].flatten(1).amax(1)
     assert (red[0::2] > blue[0::2] + 0.5).all()  # "a red square" -> red
     assert (blue[1::2] > red[1::2] + 0.5).all()  # "a blue square" -> blue
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_make_optimizer_matches_reference_adamw(strategy):
+    """The trainer's AdamW (fused for DDP, multi-tensor for FSDP) takes the same steps as
+    PyTorch's reference single-tensor AdamW."""
+    from train.config import TrainConfig
+    from train.loop import make_optimizer
+
+    cfg = TrainConfig(strategy=strategy, lr=1e-2, betas=(0.9, 0.99), weight_decay=0.01)
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Linear(4, 8), nn.GELU(), nn.Linear(8, 2))
+    b = copy.deepcopy(a)
+    init = [p.detach().clone() for p in a.parameters()]
+    opt_a = make_optimizer(a, cfg, torch.device("cpu"))
+    opt_b = torch.optim.AdamW(
+        b.parameters(), lr=1e-2, betas=(0.9, 0.99), weight_decay=0.01, foreach=False
+    )
+    x = torch.randn(16, 4)
+    for _ in range(5):
+        for m, o in ((a, opt_a), (b, opt_b)):
+            o.zero_grad()
+            m(x).pow(2).mean().backward()
+            o.step()
+    for pa_, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.allclose(pa_, pb, atol=1e-6)
+    assert all(not torch.equal(p, p0) for p, p0 in zip(a.parameters(), init, strict=True))
+    assert opt_a.defaults["fused" if strategy == "ddp" else "foreach"] is True

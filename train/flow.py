@@ -262,13 +262,17 @@ class EMA:
         """``shadow = decay * shadow + (1 - decay) * param`` for parameters; buffers are copied."""
         d = self.decay if decay is None else decay
         core = _core(model)
-        params = dict(core.named_parameters())
-        for k, v in core.state_dict().items():
+        # named_parameters/buffers, not state_dict(): the same names without building a dict
+        # of every tensor each step (non-persistent buffers are not in shadow and are skipped)
+        for k, p in core.named_parameters():
             s = self.shadow[k]
-            if k in params and s.is_floating_point():
-                s.lerp_(v.detach().float(), 1.0 - d)
+            if s.is_floating_point():
+                s.lerp_(p.detach().float(), 1.0 - d)
             else:
-                s.copy_(v.detach())
+                s.copy_(p.detach())
+        for k, b in core.named_buffers():
+            if k in self.shadow:
+                self.shadow[k].copy_(b.detach())
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The averaged weights, keyed like the model's state dict."""
