@@ -35,6 +35,10 @@ class CurateConfig:
     ContentDetector (fixed threshold)."""
     adaptive_threshold: float = 3.0
     """AdaptiveDetector's adaptive_threshold (ratio of a frame's change to its neighbours')."""
+    adaptive_min_content: float = 15.0
+    """AdaptiveDetector's min_content_val: a frame's content change must also reach this to be
+    a cut (PySceneDetect's default 15). A hard cut between two dim plain shots holding one
+    small object can score less (14 in the demo's footage, so the demo preset uses 8)."""
     content_threshold: float = 27.0
     """ContentDetector's threshold on the HSV/edge content change (0..255)."""
     detector_min_scene_seconds: float = 0.3
@@ -104,6 +108,7 @@ CLIP_FIELDS = (
     "max_seconds",
     "detector",
     "adaptive_threshold",
+    "adaptive_min_content",
     "content_threshold",
     "detector_min_scene_seconds",
     "detect_width",

@@ -41,7 +41,11 @@ def make_detector(cfg: CurateConfig, fps: float):
     min_len = max(1, int(round(cfg.detector_min_scene_seconds * fps)))
     if cfg.detector == "content":
         return ContentDetector(threshold=cfg.content_threshold, min_scene_len=min_len)
-    return AdaptiveDetector(adaptive_threshold=cfg.adaptive_threshold, min_scene_len=min_len)
+    return AdaptiveDetector(
+        adaptive_threshold=cfg.adaptive_threshold,
+        min_scene_len=min_len,
+        min_content_val=cfg.adaptive_min_content,
+    )
 
 
 def detector_lag(cfg: CurateConfig, fps: float) -> int:

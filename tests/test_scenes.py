@@ -116,3 +116,31 @@ def test_synthetic_cuts_and_fades(tmp_path, detector):
     covered = {s["kind"] for r in kept for s in truth["shots"]
                if s["start_s"] - eps <= r["start_s"] < s["end_s"]}  # fmt: skip
     assert covered == {"shape", "pan", "zoom"}
+
+
+def test_low_contrast_cut_between_plain_shots_is_found_with_the_demo_setting(tmp_path):
+    """Two dim plain shots with one small object each (the demo's synthetic_028: a hard cut
+    whose content change is ~14): AdaptiveDetector's default min_content_val of 15 merges the
+    shots into one clip; the demo preset's adaptive_min_content (8) cuts them apart."""
+    from common.config import load_stage_config
+
+    shots = [
+        Shot(kind="shape", seconds=2.5, color="yellow", shape="circle", direction="up",
+             speed=0.35, background=346),
+        Shot(kind="shape", seconds=2.5, color="white", shape="triangle", direction="down",
+             speed=0.35, background=348),
+    ]  # fmt: skip
+    truth = write_video(tmp_path / "s.mp4", shots, width=96, height=96, fps=12)
+    cut_s = truth["shots"][1]["start_s"]
+    info = probe(str(tmp_path / "s.mp4"))
+
+    def spans(cfg: CurateConfig) -> list[tuple[float, float]]:
+        rows = split_source(str(tmp_path / "s.mp4"), "s", "s", info, cfg)
+        return [(r["start_s"], r["end_s"]) for r in rows if r["_kind"] == "clip"]
+
+    default = spans(CurateConfig())
+    assert any(a < cut_s < b for a, b in default)  # one clip holds the cut
+    demo = load_stage_config(CurateConfig, "curate", "demo", None, {})
+    assert demo.adaptive_min_content == 8.0
+    fixed = spans(demo)
+    assert len(fixed) == 2 and fixed[0][1] <= cut_s + 1e-6 <= fixed[1][0]  # one per shot
