@@ -111,6 +111,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and fades (default: %(default)s)",
     )
     p.add_argument(
+        "--shape-speed",
+        type=float,
+        default=0.35,
+        help="speed of the moving shapes in frame extents per second along their motion "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
         "--steps",
         type=int,
         default=1000,
@@ -166,6 +173,7 @@ def run_demo(args: argparse.Namespace) -> int:
             num_videos=args.videos,
             seconds_per_shot=args.seconds_per_shot,
             shape_shots=args.shape_shots,
+            shape_speed=args.shape_speed,
             sizes=DEMO_SIZES,
             fps_choices=DEMO_FPS,
         )
