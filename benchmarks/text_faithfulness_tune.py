@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -85,6 +86,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0,
                    help="seeds the weights, the footage's speeds and backgrounds, the batches "
                    "and the training noise (not the evaluation's noise)")  # fmt: skip
+    p.add_argument("--pairs", default="",
+                   help="train on a curated dataset's clips and captions instead (a directory "
+                   "holding pairs/, e.g. a demo's OUT/data), every frame resized and cropped to "
+                   "--size; clips shorter than the window are skipped; evaluated as usual "
+                   "(use --caption attributes for the demo's wording)")  # fmt: skip
+    p.add_argument("--pairs-caption", action="store_true",
+                   help="with --pairs: keep only the moving-object clips and caption each "
+                   "with --caption's template for its colour and direction instead of its "
+                   "own caption")  # fmt: skip
     p.add_argument("--out", default="bench_out/tune/results.jsonl")
     return p.parse_args(argv)
 
@@ -118,6 +128,48 @@ def render_clips(args, combos, rng) -> tuple[list[np.ndarray], list[str], list[t
     return clips, caps, truth
 
 
+_ATTR = re.compile(r"(?:A (\w+) object|Something) moves (to the left|to the right|upward|downward)")
+_ATTR_DIR = {"to the left": "left", "to the right": "right", "upward": "up", "downward": "down"}
+
+
+def load_pair_clips(args) -> tuple[list[np.ndarray], list[str], list[tuple | None]]:
+    """Every clip of ``args.pairs`` at the training size, its caption, and (colour, 'object',
+    direction) where the caption is an attribute caption of a moving object, else None."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from common.video import decode_mp4
+    from train.data import pair_files, resize_crop
+
+    span = (args.frames - 1) * args.stride + 1
+    tbl = pa.concat_tables(
+        [
+            pq.read_table(f, columns=["clip_id", "video", "caption"])
+            for f in pair_files([args.pairs])
+        ]
+    ).sort_by("clip_id")
+    clips, caps, truth, short = [], [], [], 0
+    for video, cap in zip(tbl.column("video").to_pylist(), tbl.column("caption").to_pylist(),
+                          strict=True):  # fmt: skip
+        frames = resize_crop(decode_mp4(video), args.size, args.size)
+        if len(frames) < span:
+            short += 1
+            continue
+        m = _ATTR.match(cap)
+        if args.pairs_caption and m is None:
+            continue  # not a moving object: dropped with --pairs-caption
+        clips.append(frames)
+        caps.append(cap)
+        # the captioner names no colour for white ("Something moves ...")
+        known = (m.group(1) or "white", "object", _ATTR_DIR[m.group(2)]) if m else None
+        truth.append(known)
+        if args.pairs_caption:  # the clean template instead of the dataset's own caption
+            caps[-1] = make_caption(args.caption, *known)
+    print(f"pairs {args.pairs}: {len(clips)} clips ({sum(t is not None for t in truth)} moving "
+          f"objects), {short} shorter than the {span}-frame window skipped", flush=True)  # fmt: skip
+    return clips, caps, truth
+
+
 class Tuner:
     """Data, model, optimiser and evaluation of one tuning run."""
 
@@ -129,7 +181,10 @@ class Tuner:
             own = {c: SHAPES[i % len(SHAPES)] for i, c in enumerate(COLORS)}
             self.train_c = [x for x in self.train_c if x[1] == own[x[0]]]
             self.held = [x for x in self.held if x[1] == own[x[0]]]
-        self.clips, self.caps, self.truth = render_clips(args, self.train_c, self.rng)
+        if args.pairs:
+            self.clips, self.caps, self.truth = load_pair_clips(args)
+        else:
+            self.clips, self.caps, self.truth = render_clips(args, self.train_c, self.rng)
         text = {"encoder": "minilm", "max_length": 32, **json.loads(args.text)}
         self.enc = build_text_encoder(TextConfig(**text))
         with torch.no_grad():  # every training caption encoded once: (clips, L, D), (clips, L)
@@ -173,7 +228,8 @@ class Tuner:
         """Loss at t = 0.3/0.6/0.9: [true, wrong direction, wrong colour, opposite direction]
         captions."""
         rng = np.random.default_rng(1)
-        idx = rng.choice(len(self.clips), min(48, len(self.clips)), replace=False)
+        known = [i for i, x in enumerate(self.truth) if x is not None]
+        idx = rng.choice(known, min(48, len(known)), replace=False)
         x0 = pixels_to_unit(np.stack([self.window(i, rng) for i in idx]))
         times = (0.3, 0.6, 0.9)
         cap = self.a.caption
