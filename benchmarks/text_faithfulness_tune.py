@@ -95,6 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="with --pairs: keep only the moving-object clips and caption each "
                    "with --caption's template for its colour and direction instead of its "
                    "own caption")  # fmt: skip
+    p.add_argument("--crf", type=int, default=None,
+                   help="pass each rendered shot through H.264 at this crf (PyAV, as curate "
+                   "encodes clips) before resizing; default: raw frames")  # fmt: skip
     p.add_argument("--out", default="bench_out/tune/results.jsonl")
     return p.parse_args(argv)
 
@@ -119,6 +122,11 @@ def render_clips(args, combos, rng) -> tuple[list[np.ndarray], list[str], list[t
             shot = Shot(kind="shape", seconds=2.0, color=c, shape=s, direction=d,
                         speed=float(rng.uniform(lo, hi)), background=int(rng.integers(1_000_000)))  # fmt: skip
             frames = render_shot(shot, 64, 64, 12.0)
+            if args.crf is not None:  # through H.264 and back, as curate stores clips
+                from common.video import decode_mp4, encode_mp4
+
+                data = encode_mp4(list(frames), 12.0, crf=args.crf, threads=1, deterministic=True)
+                frames = decode_mp4(data)
             size = (args.size, args.size)
             clips.append(
                 np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
