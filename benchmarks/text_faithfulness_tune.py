@@ -39,6 +39,7 @@ from text_faithfulness import OPPOSITE, caption_losses, split_combos, summarize 
 
 from curate.oracle import read_clip  # noqa: E402
 from curate.synthetic import COLORS, DIRECTIONS, SHAPES, Shot, caption_for, render_shot  # noqa: E402
+from recaption.backend_attributes import _DIRECTION as ATTRIBUTE_DIRECTION_WORDS  # noqa: E402
 from train.flow import EMA, FlowConfig, euler_sample, flow_loss, prior_noise, shift_for_tokens  # noqa: E402
 from train.latents import pixels_to_unit, unit_to_pixels  # noqa: E402
 from train.model import DiT, ModelConfig, count_params  # noqa: E402
@@ -136,8 +137,9 @@ def render_clips(args, combos, rng) -> tuple[list[np.ndarray], list[str], list[t
     return clips, caps, truth
 
 
-_ATTR = re.compile(r"(?:A (\w+) object|Something) moves (to the left|to the right|upward|downward)")
-_ATTR_DIR = {"to the left": "left", "to the right": "right", "upward": "up", "downward": "down"}
+# the attribute captioner's direction phrases, read back ("to the left" -> "left")
+_ATTR_DIR = {words: d for d, words in ATTRIBUTE_DIRECTION_WORDS.items()}
+_ATTR = re.compile(rf"(?:A (\w+) object|Something) moves ({'|'.join(map(re.escape, _ATTR_DIR))})")
 
 
 def load_pair_clips(args) -> tuple[list[np.ndarray], list[str], list[tuple | None]]:

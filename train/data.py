@@ -302,15 +302,16 @@ def read_embeddings(path: str | Path) -> tuple[pa.Table, int]:
     return _EMB_CACHE[key]
 
 
+def _caption_tokens(tbl: pa.Table, dim: int, i: int) -> np.ndarray:
+    """Caption ``i``'s (n, D) float32 token embeddings from the embedding table (no copy)."""
+    k = int(tbl.column("n")[int(i)].as_py())
+    return np.frombuffer(tbl.column("emb")[int(i)].as_py(), np.float32).reshape(k, dim)
+
+
 def lookup_text(path: str | Path, caption_idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Padded (B, L, D) float32 embeddings and (B, L) bool mask of the given captions."""
     tbl, dim = read_embeddings(path)
-    ns = tbl.column("n")
-    embs = tbl.column("emb")
-    rows = []
-    for i in caption_idx:
-        k = int(ns[int(i)].as_py())
-        rows.append(np.frombuffer(embs[int(i)].as_py(), np.float32).reshape(k, dim))
+    rows = [_caption_tokens(tbl, dim, i) for i in caption_idx]
     length = max([1] + [r.shape[0] for r in rows])
     text = np.zeros((len(rows), length, dim), np.float32)
     mask = np.zeros((len(rows), length), bool)
@@ -330,14 +331,12 @@ def token_stats(
     idx = list(caption_idx)
     if len(idx) > limit:
         idx = [idx[int(k)] for k in np.linspace(0, len(idx) - 1, limit)]
-    ns, embs = tbl.column("n"), tbl.column("emb")
     total, sq, count = np.zeros(dim), np.zeros(dim), 0
     for i in idx:
-        k = int(ns[int(i)].as_py())
-        e = np.frombuffer(embs[int(i)].as_py(), np.float32).reshape(k, dim).astype(np.float64)
+        e = _caption_tokens(tbl, dim, i).astype(np.float64)
         total += e.sum(0)
         sq += np.square(e).sum(0)
-        count += k
+        count += len(e)
     if count < 2:
         raise ValueError(f"text statistics need at least 2 caption tokens, got {count}")
     mean = total / count
