@@ -233,6 +233,17 @@ def caption_for(shot: Shot | dict) -> str:
     return "black"
 
 
+def _extra_shot(kind: int, v: int, seconds: float, background: int) -> Shot:
+    """Video ``v``'s non-shape shot of ``kind``: 0 static, 1 pan, 2 zoom."""
+    if kind == 0:
+        return Shot(kind="static", seconds=seconds, background=background)
+    if kind == 1:
+        return Shot(kind="pan", seconds=seconds, direction=DIRECTIONS[v % 4], speed=0.15,
+                    background=background)  # fmt: skip
+    return Shot(kind="zoom", seconds=seconds, direction="in" if v % 2 else "out", speed=0.2,
+                background=background)  # fmt: skip
+
+
 def demo_corpus(
     out_dir: str | Path,
     num_videos: int = 6,
@@ -286,33 +297,18 @@ def demo_corpus(
                     background=bg,
                 )
             )
-        bg += 1
-        extra = v % 3
-        if extra == 0:
-            shots.append(Shot(kind="static", seconds=seconds_per_shot, background=bg))
-        elif extra == 1:
-            shots.append(
-                Shot(
-                    kind="pan",
-                    seconds=seconds_per_shot,
-                    direction=DIRECTIONS[v % 4],
-                    speed=0.15,
-                    background=bg,
-                )
-            )
-        else:
-            shots.append(
-                Shot(
-                    kind="zoom",
-                    seconds=seconds_per_shot,
-                    direction="in" if v % 2 else "out",
-                    speed=0.2,
-                    background=bg,
-                )
-            )
-        # a fade-out / fade-in between the second and third shots
-        shots[1] = dataclasses.replace(shots[1], fade_out=0.5)
-        shots[2] = dataclasses.replace(shots[2], fade_in=0.5)
+        # Two of the three non-shape kinds per video, joined by a fade-out / fade-in and set
+        # between the second and third shape shots. The fades sit on them, not on shape shots:
+        # curate drops faded frames, and a faded 2.5 s shape shot left a clip too short for
+        # the trainer's window (31 of 192 shape shots in a 32-video corpus).
+        extras = []
+        for kind in (v % 3, (v + 1) % 3):
+            bg += 1
+            extras.append(_extra_shot(kind, v, seconds_per_shot, bg))
+        extras[0] = dataclasses.replace(extras[0], fade_out=0.5)
+        extras[1] = dataclasses.replace(extras[1], fade_in=0.5)
+        at = min(2, len(shots))
+        shots[at:at] = extras
         truth = write_video(out / f"synthetic_{v:03d}.mp4", shots, w, h, fps)
         results.append(truth)
     (out / "truth.json").write_text(json.dumps(results, indent=1))

@@ -59,3 +59,16 @@ def test_demo_corpus_writes_the_same_bytes_every_run(tmp_path):
     assert len(first) == 6
     for name in ("b", "c"):
         assert render(name) == first
+
+
+def test_demo_corpus_fades_between_non_shape_shots_only(tmp_path):
+    # curate drops faded frames: a faded shape shot would leave a clip shorter than the others
+    truth = demo_corpus(tmp_path, num_videos=3, seconds_per_shot=0.5, sizes=((32, 32),))
+    for v in truth:
+        shots = v["shots"]
+        assert [s["kind"] == "shape" for s in shots].count(True) == 4
+        assert all(s["fade_in"] == s["fade_out"] == 0 for s in shots if s["kind"] == "shape")
+        outs = [i for i, s in enumerate(shots) if s["fade_out"] > 0]
+        ins = [i for i, s in enumerate(shots) if s["fade_in"] > 0]
+        assert len(outs) == len(ins) == 1 and ins[0] == outs[0] + 1  # a fade-out, then a fade-in
+        assert shots[outs[0]]["kind"] != shots[ins[0]]["kind"]
