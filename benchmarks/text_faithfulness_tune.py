@@ -57,6 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--ema", type=float, default=0.99)
+    p.add_argument("--betas", default="0.9,0.999", help="AdamW betas (the trainer: 0.9,0.99)")
     p.add_argument("--repeats", type=int, default=1, help="shots per training combination")
     p.add_argument("--speed", default="0.18,0.3", help="speed range, frame widths per second")
     p.add_argument("--frames", type=int, default=8, help="frames per training window")
@@ -139,7 +140,7 @@ def render_clips(args, combos, rng) -> tuple[list[np.ndarray], list[str], list[t
 
 # the attribute captioner's direction phrases, read back ("to the left" -> "left")
 _ATTR_DIR = {words: d for d, words in ATTRIBUTE_DIRECTION_WORDS.items()}
-_ATTR = re.compile(rf"(?:A (\w+) object|Something) moves ({'|'.join(map(re.escape, _ATTR_DIR))})")
+_ATTR = re.compile(rf"(?:An? (\w+) object|Something) moves ({'|'.join(map(re.escape, _ATTR_DIR))})")
 
 
 def load_pair_clips(args) -> tuple[list[np.ndarray], list[str], list[tuple | None]]:
@@ -205,7 +206,9 @@ class Tuner:
         if self.mcfg.text_norm:  # as the trainer: the training captions' token statistics
             tokens = self.cap_text[self.cap_mask]  # (N, D), every clip's caption tokens
             self.model.set_text_stats(tokens.mean(0), tokens.std(0))
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=args.lr, weight_decay=0.0)
+        betas = tuple(map(float, args.betas.split(",")))
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=args.lr, betas=betas,
+                                     weight_decay=0.0)  # fmt: skip
         self.ema = EMA(self.model, args.ema)
         self.gen = torch.Generator().manual_seed(args.seed)
         self.span = (args.frames - 1) * args.stride + 1
