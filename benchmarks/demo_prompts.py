@@ -55,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         help="prompt with this text instead, e.g. 'a {color} object moving {direction}' (for "
         "runs whose shape captions were rewritten in the benchmark's words)",
     )
+    p.add_argument(
+        "--cfg",
+        type=float,
+        default=None,
+        help="classifier-free guidance scale (default: the run's flow.cfg_scale, as `generate`)",
+    )
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
 
@@ -69,13 +75,17 @@ def main(argv: list[str] | None = None) -> int:
         prompts = [shape_prompt(c, d, args.first_sentence) for c, d in truth]
     rows = []
     for k in range(args.seeds):
-        videos = generate(args.run, prompts, size=size, seed=100 * k, device=args.device)
+        videos = generate(
+            args.run, prompts, size=size, cfg_scale=args.cfg, seed=100 * k, device=args.device
+        )
         for (c, d), v in zip(truth, videos, strict=True):
             r = read_clip(v)
             rows.append(dict(color=c, direction=d, read_color=r.color,
                              read_direction=r.direction, presence=r.presence))  # fmt: skip
     s = summarize(rows)
-    at = f" at {args.size}" if args.size else ""
+    at = (f" at {args.size}" if args.size else "") + (
+        f", cfg {args.cfg:g}" if args.cfg is not None else ""
+    )
     print(
         f"demo prompts: {len(prompts)} prompts x {args.seeds} seeds = {s['n']} clips{at}, {args.run}"
     )
