@@ -93,6 +93,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "holding pairs/, e.g. a demo's OUT/data), every frame resized and cropped to "
                    "--size; clips shorter than the window are skipped; evaluated as usual "
                    "(use --caption attributes for the demo's wording)")  # fmt: skip
+    p.add_argument("--pairs-moving-only", action="store_true",
+                   help="with --pairs: train on the moving-object clips only (as --pairs-caption "
+                   "does), keeping the dataset's own captions")  # fmt: skip
+    p.add_argument("--pairs-keep-other", action="store_true",
+                   help="with --pairs-caption: keep the other clips too, with their own captions")  # fmt: skip
     p.add_argument("--pairs-caption", action="store_true",
                    help="with --pairs: keep only the moving-object clips and caption each "
                    "with --caption's template for its colour and direction instead of its "
@@ -167,14 +172,15 @@ def load_pair_clips(args) -> tuple[list[np.ndarray], list[str], list[tuple | Non
             short += 1
             continue
         m = _ATTR.match(cap)
-        if args.pairs_caption and m is None:
-            continue  # not a moving object: dropped with --pairs-caption
+        moving_only = args.pairs_moving_only or (args.pairs_caption and not args.pairs_keep_other)
+        if moving_only and m is None:
+            continue  # not a moving object
         clips.append(frames)
         caps.append(cap)
         # the captioner names no colour for white ("Something moves ...")
         known = (m.group(1) or "white", "object", _ATTR_DIR[m.group(2)]) if m else None
         truth.append(known)
-        if args.pairs_caption:  # the clean template instead of the dataset's own caption
+        if args.pairs_caption and known:  # the clean template instead of the dataset's own
             caps[-1] = make_caption(args.caption, *known)
     print(f"pairs {args.pairs}: {len(clips)} clips ({sum(t is not None for t in truth)} moving "
           f"objects), {short} shorter than the {span}-frame window skipped", flush=True)  # fmt: skip
@@ -253,7 +259,9 @@ class Tuner:
             return others[k % len(others)]
 
         variants = {
-            "true": [self.caps[i] for i in idx],
+            # the template for the true attributes too, not the clip's own caption: with
+            # --pairs the dataset's captions differ from the template in other words as well
+            "true": [make_caption(cap, c, s, d) for c, s, d in combos],
             "wrong_color": [make_caption(cap, other(COLORS, c, k), s, d)
                             for k, (c, s, d) in enumerate(combos)],
             "wrong_direction": [make_caption(cap, c, s, other(DIRECTIONS, d, k))
