@@ -61,6 +61,15 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="classifier-free guidance scale (default: the run's flow.cfg_scale, as `generate`)",
     )
+    p.add_argument(
+        "--steps", type=int, default=None, help="Euler steps (default: the run's, as `generate`)"
+    )
+    p.add_argument(
+        "--shift",
+        type=float,
+        default=None,
+        help="sampling timestep shift (default: the training shift for the token count)",
+    )
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
 
@@ -76,7 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for k in range(args.seeds):
         videos = generate(
-            args.run, prompts, size=size, cfg_scale=args.cfg, seed=100 * k, device=args.device
+            args.run,
+            prompts,
+            size=size,
+            steps=args.steps,
+            cfg_scale=args.cfg,
+            shift=args.shift,
+            seed=100 * k,
+            device=args.device,
         )
         for (c, d), v in zip(truth, videos, strict=True):
             r = read_clip(v)
