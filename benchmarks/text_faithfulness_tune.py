@@ -164,6 +164,7 @@ def load_pair_clips(args) -> tuple[list[np.ndarray], list[str], list[tuple | Non
             for f in pair_files([args.pairs])
         ]
     ).sort_by("clip_id")
+    moving_only = args.pairs_moving_only or (args.pairs_caption and not args.pairs_keep_other)
     clips, caps, truth, short = [], [], [], 0
     for video, cap in zip(tbl.column("video").to_pylist(), tbl.column("caption").to_pylist(),
                           strict=True):  # fmt: skip
@@ -172,7 +173,6 @@ def load_pair_clips(args) -> tuple[list[np.ndarray], list[str], list[tuple | Non
             short += 1
             continue
         m = _ATTR.match(cap)
-        moving_only = args.pairs_moving_only or (args.pairs_caption and not args.pairs_keep_other)
         if moving_only and m is None:
             continue  # not a moving object
         clips.append(frames)
