@@ -217,3 +217,55 @@ def test_token_stats_are_the_mean_and_std_of_every_token(ray_session, tmp_path):
     np.testing.assert_allclose(std, tokens.std(0, ddof=1), rtol=1e-4, atol=1e-6)
     # over the limit: evenly spaced captions (here the first and the last)
     np.testing.assert_allclose(token_stats(path, [0, 1, 2], limit=2)[0], mean, rtol=1e-5, atol=1e-6)
+
+
+def test_where_keeps_only_matching_pairs_and_the_plan_uses_them(pairs):
+    """``train.where`` conditions select rows as pyarrow's filter over the read table does,
+    null values never match, and the plan draws only the kept clips."""
+    out, index, _ = pairs
+    files = pair_files([out])
+    full = pa.concat_tables([pq.read_table(f) for f in files])
+    where = (("motion_direction", "in", ["left", "up"]), ("width", "<", 48))
+    want = {
+        r["clip_id"]
+        for r in full.select(["clip_id", "motion_direction", "width"]).to_pylist()
+        if r["motion_direction"] in ("left", "up") and r["width"] < 48
+    }
+    assert 0 < len(want) < full.num_rows
+    kept = scan_pairs(files, where)
+    assert set(kept.column("clip_id").to_pylist()) == want
+    assert kept.num_rows == len(want)
+    assert kept.column_names == index.column_names  # the condition columns are not kept
+    from train.data import pairs_total
+
+    assert pairs_total(kept) == pairs_total(index) == full.num_rows == index.num_rows
+    # caption_idx indexes the kept captions only
+    caps = unique_captions(kept)
+    assert [caps[i] for i in kept.column("caption_idx").to_pylist()] == kept.column(
+        "caption"
+    ).to_pylist()
+    cfg = _cfg(image_fraction=0.0, buckets=("32x32",), batch_size=1)
+    planned = {c for row in plan_rows(kept, cfg, 1, 0, 8) for c in row["clip_ids"]}
+    assert planned and planned <= want
+    # a null never matches: the synthetic pairs carry no camera_motion
+    with pytest.raises(ValueError, match="keeps none of the 24 pairs"):
+        scan_pairs(files, (("camera_motion", "!=", "zoom_in"),))
+
+
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ((("motion_dir", "==", "left"),), "'motion_dir' is not a scalar pairs column"),
+        ((("video", "==", "x"),), "'video' is not a scalar pairs column"),
+        ((("dominant_colors", "==", "red"),), "'dominant_colors' is not a scalar pairs column"),
+        ((("motion", "~", 1),), "operator '~' is not one of"),
+        ((("motion_direction", "in", "left"),), "'in' needs a list of values"),
+        ((("motion", ">=", [1, 2]),), "'>=' needs one value"),
+        ((("motion", ">="),), r"train.where\[0\]: expected \[column, op, value\]"),
+    ],
+)
+def test_bad_where_is_a_config_error_naming_the_condition(where, message):
+    from common.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(where=where).resolved()

@@ -23,7 +23,9 @@ Ray Data actor stage (RUN/text/embeddings.arrow), and a deterministic plan is ma
 is a video sample (num_frames at frame_stride) or, with probability image_fraction, a single
 frame; it is resized and centre-cropped to the bucket size nearest its aspect ratio; each
 batch holds one shape. Ray Data decodes the planned frames on CPU tasks and streams each rank
-its own ordered shard (ray.train.get_dataset_shard).
+its own ordered shard (ray.train.get_dataset_shard). --set 'where=[[COLUMN, OP, VALUE], ...]'
+trains on the pairs that meet every condition only (e.g. [[camera_motion, ==, static]]); the
+run logs and prints how many of the inputs' pairs it kept.
 
 Training: DDP (default) or FSDP2 (--set strategy=fsdp), bf16 autocast on GPU
 (--set precision=bf16), gradient accumulation and clipping, AdamW with warmup, EMA,
@@ -47,6 +49,7 @@ examples:
   spacetime train data1 data2 --run runs/b --preset full --workers 8
   spacetime train data --run runs/x --set batch_size=8 --set model.depth=4 --set lr=1e-3
   spacetime train data --run runs/x --config my_train.yaml --address ray://head:10001
+  spacetime train data --run runs/m --set 'where=[[motion_direction, in, [left, right]]]'
   tensorboard --logdir runs/tiny/tb
 """
 
@@ -123,6 +126,8 @@ def handle_train(args: argparse.Namespace) -> int:
                 "resumed": summary["resumed"],
                 "start_step": summary["start_step"],
                 "final_step": summary["final_step"],
+                "pairs": summary.get("pairs"),
+                "pairs_total": summary.get("pairs_total"),
                 "loss": m.get("loss"),
                 "samples_per_s": m.get("samples_per_s"),
                 "checkpoint": summary.get("checkpoint"),

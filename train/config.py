@@ -37,6 +37,12 @@ class TrainConfig:
     """Frames per video sample (a VAE codec needs 1 + 4k)."""
     frame_stride: int = 2
     """Take every stride-th source frame (reduced for clips too short for the full span)."""
+    where: tuple[tuple[Any, ...], ...] = ()
+    """Train only on the pairs that meet every condition, each ``[column, op, value]`` over a
+    pairs column (pyarrow's filter tuples; op one of ==, !=, <, >, <=, >=, in, not in), e.g.
+    ``[[camera_motion, ==, static], [motion_direction, in, [left, right, up, down]]]``. A null
+    value never matches; quote '!=', '>' and '>=' in YAML. The run logs how many pairs the
+    conditions keep (empty: every pair)."""
     buckets: tuple[str, ...] = ("32x32", "48x32", "32x48")
     """Frame sizes 'WIDTHxHEIGHT'; each clip is resized to cover, then centre-cropped to the
     bucket whose aspect ratio is nearest its own. One bucket shape per batch."""
@@ -126,6 +132,7 @@ class TrainConfig:
             raise ConfigError("train.buckets is empty; give sizes like '32x32'")
         for b in self.buckets:
             parse_size(b)
+        check_where(self.where)
         model = dataclasses.replace(
             self.model.resolved(), checkpoint_activations=self.activation_checkpointing
         )
@@ -134,6 +141,35 @@ class TrainConfig:
     def bucket_sizes(self) -> list[tuple[int, int]]:
         """Bucket sizes as (height, width)."""
         return [parse_size(b)[::-1] for b in self.buckets]
+
+
+WHERE_OPS = ("==", "!=", "<", ">", "<=", ">=", "in", "not in")
+"""Operators of ``train.where`` conditions (those of pyarrow.parquet.filters_to_expression)."""
+
+
+def check_where(where: Any) -> None:
+    """ConfigError naming the bad condition of ``train.where``, unless every one is valid."""
+    import pyarrow as pa
+
+    from schemas.tables import PAIRS
+
+    # scalar columns only: a list or the video bytes cannot be compared with a value
+    columns = [
+        f.name for f in PAIRS if not (pa.types.is_list(f.type) or pa.types.is_binary(f.type))
+    ]
+    for i, cond in enumerate(where):
+        at = f"train.where[{i}]"
+        if not isinstance(cond, (list, tuple)) or len(cond) != 3:
+            raise ConfigError(f"{at}: expected [column, op, value], got {cond!r}")
+        column, op, value = cond
+        if column not in columns:
+            raise ConfigError(f"{at}: {column!r} is not a scalar pairs column; columns: {columns}")
+        if op not in WHERE_OPS:
+            raise ConfigError(f"{at}: operator {op!r} is not one of {list(WHERE_OPS)}")
+        if op in ("in", "not in") and not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{at}: {op!r} needs a list of values, got {value!r}")
+        if op not in ("in", "not in") and isinstance(value, (list, tuple, dict)):
+            raise ConfigError(f"{at}: {op!r} needs one value, got {value!r}")
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -90,17 +90,21 @@ def _table_of(path: str) -> str:
     return name if name in ("pairs", "latents") else "pairs"
 
 
-def scan_pairs(files: Sequence[str]) -> pa.Table:
+def scan_pairs(files: Sequence[str], where: Sequence[Sequence[Any]] = ()) -> pa.Table:
     """Index of all pairs: ``INDEX_COLUMNS`` plus ``file``, ``row_group``, ``row``, ``caption_idx``.
 
     Sorted by ``clip_id``; a clip id seen in more than one file is kept once (first file).
+    ``where`` (``train.where``: ``[column, op, value]`` conditions, all must hold) keeps only
+    the pairs that meet it; the schema metadata ``spacetime.pairs_total`` counts them all.
     """
+    extra = [c[0] for c in where if c[0] not in INDEX_COLUMNS]
+    columns = INDEX_COLUMNS + sorted(set(extra))
     parts = []
     for f in files:
         check_file(f, _table_of(f))
         pf = pq.ParquetFile(f)
         for rg in range(pf.metadata.num_row_groups):
-            t = pf.read_row_group(rg, columns=INDEX_COLUMNS)
+            t = pf.read_row_group(rg, columns=columns)
             n = t.num_rows
             t = t.append_column("file", pa.array([f] * n, pa.string()))
             t = t.append_column("row_group", pa.array([rg] * n, pa.int32()))
@@ -114,10 +118,25 @@ def scan_pairs(files: Sequence[str]) -> pa.Table:
     if len(keep) < len(ids):
         log.warning("%d duplicate clip id(s) across inputs kept once", len(ids) - len(keep))
         tbl = tbl.take(keep)
+    total = tbl.num_rows
+    if where:
+        tbl = tbl.filter(pq.filters_to_expression([tuple(c) for c in where]))
+        conds = "; ".join(" ".join(map(str, c)) for c in where)
+        if tbl.num_rows == 0:
+            raise ValueError(f"train.where ({conds}) keeps none of the {total} pairs")
+        log.info("train.where (%s) keeps %d of %d pairs", conds, tbl.num_rows, total)
+        tbl = tbl.drop_columns(sorted(set(extra)))
     captions = tbl.column("caption").to_pylist()
     uniq = sorted(set(captions))
     pos = {c: i for i, c in enumerate(uniq)}
-    return tbl.append_column("caption_idx", pa.array([pos[c] for c in captions], pa.int32()))
+    tbl = tbl.append_column("caption_idx", pa.array([pos[c] for c in captions], pa.int32()))
+    return tbl.replace_schema_metadata({"spacetime.pairs_total": str(total)})
+
+
+def pairs_total(index: pa.Table) -> int:
+    """Pairs in the inputs before ``train.where`` (``index.num_rows`` is after it)."""
+    meta = index.schema.metadata or {}
+    return int(meta.get(b"spacetime.pairs_total", index.num_rows))
 
 
 def unique_captions(index: pa.Table) -> list[str]:

@@ -51,6 +51,7 @@ from train.data import (
     lookup_text,
     make_plan_dataset,
     pair_files,
+    pairs_total,
     plan_rows,
     scan_pairs,
     token_stats,
@@ -119,7 +120,7 @@ def train(
         json.dumps({"inputs": [str(i) for i in inputs], "train": to_dict(cfg)}, indent=1)
     )
     init_ray(address)
-    index = scan_pairs(files)
+    index = scan_pairs(files, cfg.where)
     captions = unique_captions(index)
     prompts = list(cfg.sample_prompts)
     text_cfg = cfg.text
@@ -138,7 +139,13 @@ def train(
     if ckpt is not None:
         log.info("resuming run %s from step %d (micro-batch %d, %s)", run, step0, mb0, ckpt.name)
     else:
-        log.info("starting run %s: %d clips from %d file(s)", run, index.num_rows, len(files))
+        log.info(
+            "starting run %s: %d clips (of %d in the inputs) from %d file(s)",
+            run,
+            index.num_rows,
+            pairs_total(index),
+            len(files),
+        )
     if step0 >= cfg.steps:
         log.info("run %s is already at step %d >= steps=%d; nothing to do", run, step0, cfg.steps)
         return {"run": str(run), "start_step": step0, "final_step": step0, "resumed": True}
@@ -180,6 +187,8 @@ def train(
         "start_step": step0,
         "final_step": final_step,
         "resumed": ckpt is not None,
+        "pairs": index.num_rows,
+        "pairs_total": pairs_total(index),
         "checkpoint": str(last) if last else None,
         "metrics": dict(result.metrics or {}),
     }
