@@ -250,6 +250,9 @@ def test_where_keeps_only_matching_pairs_and_the_plan_uses_them(pairs):
     # a null never matches: the synthetic pairs carry no camera_motion
     with pytest.raises(ValueError, match="keeps none of the 24 pairs"):
         scan_pairs(files, (("camera_motion", "!=", "zoom_in"),))
+    # a value of the wrong type names the column's type
+    with pytest.raises(ValueError, match="does not apply to the columns \\(width: int32\\)"):
+        scan_pairs(files, (("width", "==", "wide"),))
 
 
 @pytest.mark.parametrize(

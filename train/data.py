@@ -120,8 +120,16 @@ def scan_pairs(files: Sequence[str], where: Sequence[Sequence[Any]] = ()) -> pa.
         tbl = tbl.take(keep)
     total = tbl.num_rows
     if where:
-        tbl = tbl.filter(pq.filters_to_expression([tuple(c) for c in where]))
         conds = "; ".join(" ".join(map(str, c)) for c in where)
+        try:
+            tbl = tbl.filter(pq.filters_to_expression([tuple(c) for c in where]))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
+            types = ", ".join(
+                f"{n}: {tbl.schema.field(n).type}" for n in sorted({c[0] for c in where})
+            )
+            raise ValueError(
+                f"train.where ({conds}) does not apply to the columns ({types}): {e}"
+            ) from e
         if tbl.num_rows == 0:
             raise ValueError(f"train.where ({conds}) keeps none of the {total} pairs")
         log.info("train.where (%s) keeps %d of %d pairs", conds, tbl.num_rows, total)
