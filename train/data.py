@@ -97,8 +97,8 @@ def scan_pairs(files: Sequence[str], where: Sequence[Sequence[Any]] = ()) -> pa.
     ``where`` (``train.where``: ``[column, op, value]`` conditions, all must hold) keeps only
     the pairs that meet it; the schema metadata ``spacetime.pairs_total`` counts them all.
     """
-    extra = [c[0] for c in where if c[0] not in INDEX_COLUMNS]
-    columns = INDEX_COLUMNS + sorted(set(extra))
+    extra = sorted({c[0] for c in where} - set(INDEX_COLUMNS))  # read for the filter only
+    columns = INDEX_COLUMNS + extra
     parts = []
     for f in files:
         check_file(f, _table_of(f))
@@ -133,7 +133,7 @@ def scan_pairs(files: Sequence[str], where: Sequence[Sequence[Any]] = ()) -> pa.
         if tbl.num_rows == 0:
             raise ValueError(f"train.where ({conds}) keeps none of the {total} pairs")
         log.info("train.where (%s) keeps %d of %d pairs", conds, tbl.num_rows, total)
-        tbl = tbl.drop_columns(sorted(set(extra)))
+        tbl = tbl.drop_columns(extra)
     captions = tbl.column("caption").to_pylist()
     uniq = sorted(set(captions))
     pos = {c: i for i, c in enumerate(uniq)}
