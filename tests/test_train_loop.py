@@ -119,7 +119,8 @@ def test_killed_worker_restarts_from_checkpoint_then_rerun_resumes(reference, pa
 def test_fsdp2_with_grad_accum_trains_checkpoints_and_resumes(ray_session, pairs, tmp_path):
     """FSDP2 (``fully_shard``, gloo on CPU) with 2 micro-batches per step: the sharded model
     trains, its checkpoint holds full (gathered) weights that load for generation, and a rerun
-    resumes from it. ``train.where`` keeps half the directions: only those clips are drawn."""
+    resumes from it. ``train.where`` keeps half the directions: only those clips are drawn.
+    Half the samples are mirrored and half reversed: their captions are embedded too."""
     from dataclasses import replace
 
     from train.checkpoint import load_for_generation
@@ -132,11 +133,13 @@ def test_fsdp2_with_grad_accum_trains_checkpoints_and_resumes(ray_session, pairs
         grad_accum=2,
         checkpoint_every=2,
         where=(("motion_direction", "in", ["left", "right"]),),
+        mirror_fraction=0.5,
+        reverse_fraction=0.5,
     )
     run = tmp_path / "fsdp"
     summary = train([str(pairs)], run, cfg)
     assert summary["final_step"] == 4
-    kept = scan_pairs(pair_files([str(pairs)]), cfg.where)
+    kept = scan_pairs(pair_files([str(pairs)]), cfg.where, variants=True)
     assert summary["pairs"] == kept.num_rows < summary["pairs_total"] == 16
     kept_ids = set(kept.column("clip_id").to_pylist())
     logs = [e for r in (0, 1) for e in _by_mb(_log(run, r)).values()]
@@ -152,7 +155,13 @@ def test_fsdp2_with_grad_accum_trains_checkpoints_and_resumes(ray_session, pairs
     # text_norm: the statistics of the run's training captions, in the checkpoint
     from train.data import token_stats, unique_captions
 
-    n_captions = len(unique_captions(kept))
+    captions = unique_captions(kept)  # the kept clips' captions and their augmented variants
+    n_captions = len(captions)
+    from train.data import read_embeddings
+
+    embedded = read_embeddings(run / "text" / "embeddings.arrow")[0].column("caption")
+    assert embedded.to_pylist()[:n_captions] == captions
+    assert set(captions) > set(kept.column("caption").to_pylist())
     mean, std = token_stats(run / "text" / "embeddings.arrow", range(n_captions))
     np.testing.assert_allclose(model.text_mean.numpy(), mean, rtol=1e-6)
     flat = std <= 1e-3 * std.mean()  # MiniLM's layer 3 has (near-)constant dimensions

@@ -48,6 +48,13 @@ class TrainConfig:
     bucket whose aspect ratio is nearest its own. One bucket shape per batch."""
     image_fraction: float = 0.1
     """Share of rows (drawn per clip and epoch) used as single-frame images (joint image training)."""
+    mirror_fraction: float = 0.0
+    """Share of rows (drawn per clip and epoch) flipped left-right, trained on their caption
+    with "left" and "right" exchanged (``train.augment``)."""
+    reverse_fraction: float = 0.0
+    """Share of video rows (drawn per clip and epoch) played backwards, trained on their caption
+    with every direction exchanged (left/right, up/down, zoom in/out). Only for footage whose
+    motion looks the same backwards, e.g. the demo's moving shapes (``train.augment``)."""
     batch_size: int = 4
     """Samples per worker per micro-batch."""
     loader_cpus: float = 0.5
@@ -126,8 +133,9 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.torch_threads < 0:
             raise ConfigError(f"train.torch_threads must be >= 0, got {self.torch_threads}")
-        if not 0.0 <= self.image_fraction <= 1.0:
-            raise ConfigError(f"train.image_fraction must be in [0, 1], got {self.image_fraction}")
+        for name in ("image_fraction", "mirror_fraction", "reverse_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"train.{name} must be in [0, 1], got {getattr(self, name)}")
         if not self.buckets:
             raise ConfigError("train.buckets is empty; give sizes like '32x32'")
         for b in self.buckets:

@@ -53,6 +53,7 @@ import pyarrow.parquet as pq
 from ray.train import DataConfig
 
 from schemas.validate import check_file
+from train.augment import CODES, MIRROR, REVERSE, augment_frames, augmented_caption
 from train.config import TrainConfig
 from train.text import text_key
 
@@ -90,12 +91,16 @@ def _table_of(path: str) -> str:
     return name if name in ("pairs", "latents") else "pairs"
 
 
-def scan_pairs(files: Sequence[str], where: Sequence[Sequence[Any]] = ()) -> pa.Table:
+def scan_pairs(
+    files: Sequence[str], where: Sequence[Sequence[Any]] = (), variants: bool = False
+) -> pa.Table:
     """Index of all pairs: ``INDEX_COLUMNS`` plus ``file``, ``row_group``, ``row``, ``caption_idx``.
 
     Sorted by ``clip_id``; a clip id seen in more than one file is kept once (first file).
     ``where`` (``train.where``: ``[column, op, value]`` conditions, all must hold) keeps only
     the pairs that meet it; the schema metadata ``spacetime.pairs_total`` counts them all.
+    ``variants`` adds ``caption_variants`` (the caption under each ``train.augment.CODES``) and
+    their ``caption_variant_idx``; ``caption_idx`` then counts them among the captions.
     """
     extra = sorted({c[0] for c in where} - set(INDEX_COLUMNS))  # read for the filter only
     columns = INDEX_COLUMNS + extra
@@ -135,9 +140,15 @@ def scan_pairs(files: Sequence[str], where: Sequence[Sequence[Any]] = ()) -> pa.
         log.info("train.where (%s) keeps %d of %d pairs", conds, tbl.num_rows, total)
         tbl = tbl.drop_columns(extra)
     captions = tbl.column("caption").to_pylist()
-    uniq = sorted(set(captions))
+    if variants:
+        var = [[augmented_caption(c, code) for code in CODES] for c in captions]
+        tbl = tbl.append_column("caption_variants", pa.array(var, pa.list_(pa.string())))
+    uniq = unique_captions(tbl)
     pos = {c: i for i, c in enumerate(uniq)}
     tbl = tbl.append_column("caption_idx", pa.array([pos[c] for c in captions], pa.int32()))
+    if variants:
+        idx = [[pos[c] for c in v] for v in var]
+        tbl = tbl.append_column("caption_variant_idx", pa.array(idx, pa.list_(pa.int32())))
     return tbl.replace_schema_metadata({"spacetime.pairs_total": str(total)})
 
 
@@ -148,8 +159,11 @@ def pairs_total(index: pa.Table) -> int:
 
 
 def unique_captions(index: pa.Table) -> list[str]:
-    """Captions in ``caption_idx`` order."""
-    return sorted(set(index.column("caption").to_pylist()))
+    """Captions (with their augmented variants, where indexed) in ``caption_idx`` order."""
+    caps = set(index.column("caption").to_pylist())
+    if "caption_variants" in index.column_names:
+        caps.update(c for v in index.column("caption_variants").to_pylist() for c in v)
+    return sorted(caps)
 
 
 # --------------------------------------------------------------------------- plan
@@ -165,6 +179,9 @@ class PlannedBatch:
     """Index rows (positions in the scanned index), ``batch_size * workers`` of them."""
     frames: tuple[tuple[int, ...], ...]
     """Source frame indices of each sample (length T)."""
+    augment: tuple[int, ...] = ()
+    """Augmentation code of each sample (``train.augment``: 0 none, bits MIRROR, REVERSE);
+    empty: none."""
 
 
 def nearest_bucket(width: int, height: int, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
@@ -197,8 +214,11 @@ def epoch_batches(
     n = len(nf)
     u_mode, u_start = rng.random(n), rng.random(n)
     sizes = cfg.bucket_sizes()
-    groups: dict[tuple[int, int, int], list[tuple[int, tuple[int, ...]]]] = {}
-    counts = {"video": 0, "image": 0, "too_short_as_image": 0}
+    # augmentation draws on their own stream, so runs without augmentation keep their plans
+    aug_rng = np.random.default_rng([cfg.seed, epoch, 11])
+    u_mirror, u_reverse = aug_rng.random(n), aug_rng.random(n)
+    groups: dict[tuple[int, int, int], list[tuple[int, tuple[int, ...], int]]] = {}
+    counts = {"video": 0, "image": 0, "too_short_as_image": 0, "mirrored": 0, "reversed": 0}
     for i in range(n):
         h, w = nearest_bucket(int(ws[i]), int(hs[i]), sizes)
         t = 1 if (cfg.num_frames == 1 or u_mode[i] < cfg.image_fraction) else cfg.num_frames
@@ -207,13 +227,17 @@ def epoch_batches(
             t, idx = 1, frame_indices(int(nf[i]), 1, 1, float(u_start[i]))
             counts["too_short_as_image"] += 1
         counts["video" if t > 1 else "image"] += 1
-        groups.setdefault((t, h, w), []).append((i, tuple(idx)))
+        code = MIRROR * bool(u_mirror[i] < cfg.mirror_fraction)
+        code |= REVERSE * bool(t > 1 and u_reverse[i] < cfg.reverse_fraction)
+        counts["mirrored"] += bool(code & MIRROR)
+        counts["reversed"] += bool(code & REVERSE)
+        groups.setdefault((t, h, w), []).append((i, tuple(idx), code))
     per = cfg.batch_size * workers
     if groups and all(len(m) < per for m in groups.values()):
         # No bucket fills one batch (a tiny dataset spread over several buckets): rather than
         # train on nothing, every row joins the fullest bucket with its frame count (cover-resize
         # and crop to that size).
-        merged: dict[tuple[int, int, int], list[tuple[int, tuple[int, ...]]]] = {}
+        merged: dict[tuple[int, int, int], list[tuple[int, tuple[int, ...], int]]] = {}
         for t in sorted({s[0] for s in groups}):
             same = [s for s in groups if s[0] == t]
             host = max(same, key=lambda s: (len(groups[s]), s))
@@ -227,7 +251,12 @@ def epoch_batches(
         for k in range(0, len(members) - per + 1, per):
             chosen = [members[j] for j in order[k : k + per]]
             batches.append(
-                PlannedBatch(shape, tuple(c[0] for c in chosen), tuple(c[1] for c in chosen))
+                PlannedBatch(
+                    shape,
+                    tuple(c[0] for c in chosen),
+                    tuple(c[1] for c in chosen),
+                    tuple(c[2] for c in chosen),
+                )
             )
     counts["left_for_next_epoch"] = n - len(batches) * per
     perm = rng.permutation(len(batches))
@@ -240,13 +269,22 @@ def plan_rows(
     """Plan rows for micro-batches ``start_mb <= mb < end_mb``: one row per (mb, rank).
 
     Each row: ``mb``, ``epoch``, ``rank``, ``t``, ``h``, ``w``, ``clip_ids``, ``files``,
-    ``row_groups``, ``rows``, ``frames`` (B*T flattened), ``caption_idx``.
+    ``row_groups``, ``rows``, ``frames`` (B*T flattened), ``caption_idx`` (of each sample's
+    caption as augmented), ``augment`` (codes).
     """
+    if (cfg.mirror_fraction or cfg.reverse_fraction) and (
+        "caption_variant_idx" not in index.column_names
+    ):
+        raise ValueError("augmentation needs an index scanned with scan_pairs(..., variants=True)")
     files = index.column("file").to_pylist()
     rgs = index.column("row_group").to_pylist()
     rws = index.column("row").to_pylist()
     ids = index.column("clip_id").to_pylist()
     caps = index.column("caption_idx").to_pylist()
+    if "caption_variant_idx" in index.column_names:
+        var = index.column("caption_variant_idx").to_pylist()
+    else:
+        var = [[c] * len(CODES) for c in caps]
     mb, epoch, bs = 0, 0, cfg.batch_size
     while mb < end_mb:
         batches, counts = epoch_batches(index, cfg, epoch, workers)
@@ -264,6 +302,7 @@ def plan_rows(
             if start_mb <= mb < end_mb:
                 for r in range(workers):
                     sel = b.rows[r * bs : (r + 1) * bs]
+                    codes = list(b.augment[r * bs : (r + 1) * bs]) or [0] * len(sel)
                     yield {
                         "mb": mb,
                         "epoch": epoch,
@@ -276,7 +315,8 @@ def plan_rows(
                         "row_groups": [rgs[i] for i in sel],
                         "rows": [rws[i] for i in sel],
                         "frames": [f for fr in b.frames[r * bs : (r + 1) * bs] for f in fr],
-                        "caption_idx": [caps[i] for i in sel],
+                        "caption_idx": [var[i][a] for i, a in zip(sel, codes, strict=True)],
+                        "augment": codes,
                     }
             mb += 1
         epoch += 1
@@ -408,6 +448,7 @@ def load_local_batch(row: dict[str, Any], embeddings: str) -> dict[str, Any]:
     t, h, w = int(row["t"]), int(row["h"]), int(row["w"])
     ids = [str(c) for c in row["clip_ids"]]
     frames = np.asarray(row["frames"], np.int64).reshape(len(ids), t)
+    codes = [int(a) for a in row.get("augment") or [0] * len(ids)]
     errors: list[dict[str, str]] = []
     clips: list[np.ndarray | None] = [None] * len(ids)
     try:
@@ -420,7 +461,7 @@ def load_local_batch(row: dict[str, Any], embeddings: str) -> dict[str, Any]:
             continue
         try:
             clip = _decode(data, frames[j])
-            clips[j] = resize_crop(clip, h, w)
+            clips[j] = augment_frames(resize_crop(clip, h, w), codes[j])
         except Exception as e:  # decoder errors come in many types; each becomes a named reason
             errors.append({"clip_id": ids[j], "reason": "decode_failed", "detail": str(e)[:300]})
     ok = [j for j, c in enumerate(clips) if c is not None]

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from common.config import from_dict, to_dict
+from train.augment import MIRROR, REVERSE
 from train.checkpoint import (
     EMA_FILE,
     OPTIM_FILE,
@@ -120,7 +121,7 @@ def train(
         json.dumps({"inputs": [str(i) for i in inputs], "train": to_dict(cfg)}, indent=1)
     )
     init_ray(address)
-    index = scan_pairs(files, cfg.where)
+    index = scan_pairs(files, cfg.where, variants=bool(cfg.mirror_fraction or cfg.reverse_fraction))
     captions = unique_captions(index)
     prompts = list(cfg.sample_prompts)
     text_cfg = cfg.text
@@ -150,6 +151,14 @@ def train(
         log.info("run %s is already at step %d >= steps=%d; nothing to do", run, step0, cfg.steps)
         return {"run": str(run), "start_step": step0, "final_step": step0, "resumed": True}
     rows = list(plan_rows(index, cfg, cfg.workers, mb0, total_mb))
+    if cfg.mirror_fraction or cfg.reverse_fraction:
+        codes = [a for r in rows for a in r["augment"]]
+        log.info(
+            "augmentation: %d of %d planned samples mirrored, %d reversed (train.augment)",
+            sum(bool(a & MIRROR) for a in codes),
+            len(codes),
+            sum(bool(a & REVERSE) for a in codes),
+        )
     fps = float(np.median(index.column("fps").to_numpy())) / max(1, cfg.frame_stride)
     h, w = cfg.bucket_sizes()[0]
     loop_config = {
