@@ -114,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| object presence | {s['presence']:.1%} | |")
     print("colours read:", Counter(r["read_color"] for r in rows).most_common())
     print("directions read:", Counter(r["read_direction"] for r in rows).most_common())
+    print("read (left / right / up / down / still) by prompted direction:")
+    for d in DIRECTIONS:
+        got = Counter(r["read_direction"] for r in rows if r["direction"] == d)
+        print(f"  {d:>5s}: " + " / ".join(str(got[x]) for x in (*DIRECTIONS, None)))
     return 0
 
 
