@@ -98,12 +98,6 @@ class ModelConfig:
     (MiniLM layer 3, the demo's captions pooled: left vs right cosine 0.998, 0.886
     standardised), so the words that differ are a small signal until standardised. Off by
     default; the demo preset turns it on (benchmarks/RESULTS.md, "The demo", stop 19)."""
-    frame_text: bool = False
-    """Condition each frame's adaLN on the pooled caption times a learned embedding of the
-    frame's index, so a caption can shift and scale the first frame differently from the last
-    (a word like "left" means: on the right at first, on the left at the end). Without it the
-    caption reaches a frame's tokens only through cross-attention and the one clip-wide adaLN
-    vector. Adds a zero-initialised branch (a no-op at initialisation). Off by default."""
     checkpoint_activations: bool = False
     """Recompute each block in the backward pass (saves memory, costs ~30% more compute)."""
 
@@ -155,13 +149,6 @@ def rope_angles(
     return torch.cat([ft, fh, fw], dim=-1).reshape(gt * gh * gw, head_dim // 2).float()
 
 
-def sincos_1d(n: int, dim: int, device=None) -> torch.Tensor:
-    """DiT's 1D sin-cos embedding (n, dim) of positions 0..n-1 (base 10000), float64."""
-    omega = 1.0 / 10000 ** (torch.arange(dim // 2, device=device, dtype=torch.float64) / (dim / 2))
-    ang = torch.outer(torch.arange(n, device=device, dtype=torch.float64), omega)
-    return torch.cat([ang.sin(), ang.cos()], dim=1)
-
-
 def sincos_position_embedding(grid: tuple[int, int, int], dim: int, device=None) -> torch.Tensor:
     """Fixed sin-cos embedding of each (t, h, w) grid position in raster order: (t*h*w, dim).
 
@@ -171,7 +158,9 @@ def sincos_position_embedding(grid: tuple[int, int, int], dim: int, device=None)
     dt, dh, dw = rope_axis_dims(dim)
 
     def axis(n: int, d: int) -> torch.Tensor:  # (n, d)
-        return sincos_1d(n, d, device)
+        omega = 1.0 / 10000 ** (torch.arange(d // 2, device=device, dtype=torch.float64) / (d / 2))
+        ang = torch.outer(torch.arange(n, device=device, dtype=torch.float64), omega)
+        return torch.cat([ang.sin(), ang.cos()], dim=1)
 
     et = axis(gt, dt)[:, None, None, :].expand(gt, gh, gw, dt)
     eh = axis(gh, dh)[None, :, None, :].expand(gt, gh, gw, dh)
@@ -192,18 +181,8 @@ def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """adaLN: x (B, N, D), shift/scale (B, D) or per token (B, N, D)."""
-    if shift.dim() == 2:
-        shift, scale = shift.unsqueeze(1), scale.unsqueeze(1)
-    return x * (1 + scale) + shift
-
-
-def per_token(m: torch.Tensor, n: int) -> torch.Tensor:
-    """Conditioning (B, K) for the whole clip -> (B, 1, K); per frame (B, F, K) -> (B, n, K),
-    each frame's row repeated for its n // F tokens (raster order: frame-major)."""
-    if m.dim() == 2:
-        return m.unsqueeze(1)
-    return m.repeat_interleave(n // m.shape[1], dim=1)
+    """adaLN: x (B, N, D), shift/scale (B, D)."""
+    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
 
 
 class TimestepEmbedder(nn.Module):
@@ -282,13 +261,15 @@ class DiTBlock(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 6 * hidden))
 
     def forward(self, x, c, text, text_mask, rope):
-        """x (B, N, D), c (B, D) or per frame (B, F, D), text (B, L, D), text_mask (B, L),
-        rope (N, d/2)."""
-        mods = per_token(self.adaLN_modulation(c), x.shape[1])  # (B, 1 or N, 6D)
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mods.chunk(6, dim=-1)
-        x = x + gate_msa * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rope=rope)
+        """x (B, N, D), c (B, D), text (B, L, D), text_mask (B, L), rope (N, d/2)."""
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(
+            c
+        ).chunk(6, dim=-1)  # each (B, D)
+        x = x + gate_msa.unsqueeze(1) * self.attn(
+            modulate(self.norm1(x), shift_msa, scale_msa), rope=rope
+        )
         x = x + self.cross(self.norm_cross(x), context=text, mask=text_mask)
-        x = x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        x = x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
         return x
 
 
@@ -302,7 +283,7 @@ class FinalLayer(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 2 * hidden))
 
     def forward(self, x, c):
-        shift, scale = per_token(self.adaLN_modulation(c), x.shape[1]).chunk(2, dim=-1)
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
         return self.linear(modulate(self.norm(x), shift, scale))  # (B, N, patch_dim)
 
 
@@ -334,18 +315,6 @@ class DiT(nn.Module):
         self.pooled_embed = (
             nn.Sequential(nn.Linear(cfg.text_dim, d), nn.SiLU(), nn.Linear(d, d))
             if cfg.pooled_text
-            else None
-        )
-        # Pooled caption x frame-index embedding -> per-frame adaLN conditioning.
-        self.frame_text = (
-            nn.ModuleDict(
-                {
-                    "text": nn.Linear(cfg.text_dim, d),
-                    "time": nn.Linear(d, d),
-                    "out": nn.Linear(d, d),
-                }
-            )
-            if cfg.frame_text
             else None
         )
         self.blocks = nn.ModuleList(
@@ -383,9 +352,6 @@ class DiT(nn.Module):
             # Starts as a no-op on the conditioning (last layer zero), learns in.
             nn.init.zeros_(self.pooled_embed[-1].weight)
             nn.init.zeros_(self.pooled_embed[-1].bias)
-        if self.frame_text is not None:  # a no-op on the conditioning until it learns in
-            nn.init.zeros_(self.frame_text["out"].weight)
-            nn.init.zeros_(self.frame_text["out"].bias)
         for block in self.blocks:
             # adaLN-Zero: every residual branch starts gated off ...
             nn.init.zeros_(block.adaLN_modulation[-1].weight)
@@ -452,13 +418,6 @@ class DiT(nn.Module):
             lambda: rope_angles(grid, head_dim, self.config.rope_theta, device),
         )  # fmt: skip
 
-    def _frame_pos(self, frames: int, device: torch.device) -> torch.Tensor:
-        """Fixed sin-cos embedding (F, D) of each latent frame's index."""
-        return self._per_grid(
-            "frame_pos", (frames, 1, 1), device,
-            lambda: sincos_1d(frames, self.config.hidden, device).float(),
-        )  # fmt: skip
-
     def _abs_pos(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
         """Absolute sin-cos position embeddings (N, D) for a token grid."""
         return self._per_grid(
@@ -520,16 +479,10 @@ class DiT(nn.Module):
         if self.config.abs_pos:
             h = h + self._abs_pos(grid, x.device).to(h.dtype)  # (N, D) broadcast over B
         c = self.t_embed(t)  # (B, D)
-        if self.pooled_embed is not None or self.frame_text is not None:
+        if self.pooled_embed is not None:
             m = text_mask.unsqueeze(-1).to(text.dtype)  # (B, L, 1)
             pooled = (text * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, Dt)
-        if self.pooled_embed is not None:
             c = c + self.pooled_embed(pooled.to(h.dtype))  # (B, D)
-        if self.frame_text is not None:
-            ft = self.frame_text
-            when = ft["time"](self._frame_pos(grid[0], x.device).to(h.dtype))  # (F, D)
-            what = F.silu(ft["text"](pooled.to(h.dtype)))  # (B, D)
-            c = c[:, None] + ft["out"](what[:, None] * when[None])  # (B, F, D)
         ctx = self.text_embed(text.to(h.dtype))  # (B, L, D)
         rope = self._rope(grid, x.device)  # (N, head_dim/2)
         for block in self.blocks:
