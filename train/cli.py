@@ -25,7 +25,10 @@ frame; it is resized and centre-cropped to the bucket size nearest its aspect ra
 batch holds one shape. Ray Data decodes the planned frames on CPU tasks and streams each rank
 its own ordered shard (ray.train.get_dataset_shard). --set 'where=[[COLUMN, OP, VALUE], ...]'
 trains on the pairs that meet every condition only (e.g. [[camera_motion, ==, static]]); the
-run logs and prints how many of the inputs' pairs it kept.
+run logs and prints how many of the inputs' pairs it kept. --set mirror_fraction=0.5 flips
+that share of samples left-right and trains them on their caption with "left" and "right"
+exchanged; --set reverse_fraction=0.5 plays that share backwards with every direction word
+exchanged (only for footage whose motion looks the same backwards).
 
 Training: DDP (default) or FSDP2 (--set strategy=fsdp), bf16 autocast on GPU
 (--set precision=bf16), gradient accumulation and clipping, AdamW with warmup, EMA,
@@ -50,6 +53,7 @@ examples:
   spacetime train data --run runs/x --set batch_size=8 --set model.depth=4 --set lr=1e-3
   spacetime train data --run runs/x --config my_train.yaml --address ray://head:10001
   spacetime train data --run runs/m --set 'where=[[motion_direction, in, [left, right]]]'
+  spacetime train data --run runs/m --set mirror_fraction=0.5
   tensorboard --logdir runs/tiny/tb
 """
 
