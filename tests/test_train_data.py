@@ -146,14 +146,22 @@ def test_unreadable_clip_is_replaced_and_named(tmp_path, pairs):
     pq.write_table(tbl, f)
     idx = scan_pairs([f])
     caps = unique_captions(idx)
-    write_embeddings(tmp_path / "e.arrow", caps, [np.ones((2, 8), np.float32)] * len(caps), 8, "x")
+    # each caption's embedding holds its index, so the text of every sample is checkable
+    embs = [np.full((2, 8), i, np.float32) for i in range(len(caps))]
+    write_embeddings(tmp_path / "e.arrow", caps, embs, 8, "x")
     cfg = _cfg(image_fraction=0.0, buckets=("32x32",), batch_size=4)
     [row] = list(plan_rows(idx, cfg, 1, 0, 1))
     res = load_local_batch(row, str(tmp_path / "e.arrow"))
     errors = json.loads(res["errors"])
     assert [e["reason"] for e in errors] == ["decode_failed"]
-    assert errors[0]["clip_id"] == tbl.column("clip_id")[1].as_py()
+    bad_id = tbl.column("clip_id")[1].as_py()
+    assert errors[0]["clip_id"] == bad_id
     assert res["video"].shape == (4, 4, 32, 32, 3)
+    # the stand-in clip trains with its own caption, not the failed clip's
+    caption_of = dict(zip(idx["clip_id"].to_pylist(), idx["caption_idx"].to_pylist(), strict=True))
+    used = res["clip_ids"].split("|")
+    assert bad_id not in used
+    assert [int(res["text"][j, 0, 0]) for j in range(4)] == [caption_of[c] for c in used]
 
 
 def test_tiny_dataset_spread_over_buckets_still_forms_batches(pairs):

@@ -467,12 +467,13 @@ def load_local_batch(row: dict[str, Any], embeddings: str) -> dict[str, Any]:
     ok = [j for j, c in enumerate(clips) if c is not None]
     if not ok:
         raise RuntimeError(f"micro-batch {row['mb']}: no clip could be decoded: {errors}")
+    cap_idx = [int(c) for c in row["caption_idx"]]
     for j in range(len(clips)):
-        if clips[j] is None:
-            clips[j] = clips[ok[j % len(ok)]]
-            ids[j] = ids[ok[j % len(ok)]]
+        if clips[j] is None:  # the copy trains with its own caption, not the failed clip's
+            k = ok[j % len(ok)]
+            clips[j], ids[j], cap_idx[j] = clips[k], ids[k], cap_idx[k]
     video = np.stack(clips)  # (B, T, H, W, 3)
-    text, mask = lookup_text(embeddings, list(row["caption_idx"]))
+    text, mask = lookup_text(embeddings, cap_idx)
     digest = hashlib.sha1(video.tobytes())
     digest.update("|".join(ids).encode())
     digest.update(text.tobytes())
