@@ -118,6 +118,11 @@ class TrainConfig:
     max_failures: int = 1
     """Worker-group restarts from the last checkpoint after a worker dies."""
 
+    @property
+    def augments(self) -> bool:
+        """Whether any sample may be mirrored or reversed (``train.augment``)."""
+        return bool(self.mirror_fraction or self.reverse_fraction)
+
     def resolved(self) -> TrainConfig:
         """Validate and fill the model preset; raises ConfigError naming the bad field."""
         if self.strategy not in ("ddp", "fsdp"):

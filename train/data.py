@@ -179,9 +179,8 @@ class PlannedBatch:
     """Index rows (positions in the scanned index), ``batch_size * workers`` of them."""
     frames: tuple[tuple[int, ...], ...]
     """Source frame indices of each sample (length T)."""
-    augment: tuple[int, ...] = ()
-    """Augmentation code of each sample (``train.augment``: 0 none, bits MIRROR, REVERSE);
-    empty: none."""
+    augment: tuple[int, ...]
+    """Augmentation code of each sample (``train.augment``: 0 none, bits MIRROR, REVERSE)."""
 
 
 def nearest_bucket(width: int, height: int, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
@@ -218,7 +217,7 @@ def epoch_batches(
     aug_rng = np.random.default_rng([cfg.seed, epoch, 11])
     u_mirror, u_reverse = aug_rng.random(n), aug_rng.random(n)
     groups: dict[tuple[int, int, int], list[tuple[int, tuple[int, ...], int]]] = {}
-    counts = {"video": 0, "image": 0, "too_short_as_image": 0, "mirrored": 0, "reversed": 0}
+    counts = {"video": 0, "image": 0, "too_short_as_image": 0}
     for i in range(n):
         h, w = nearest_bucket(int(ws[i]), int(hs[i]), sizes)
         t = 1 if (cfg.num_frames == 1 or u_mode[i] < cfg.image_fraction) else cfg.num_frames
@@ -229,8 +228,6 @@ def epoch_batches(
         counts["video" if t > 1 else "image"] += 1
         code = MIRROR * bool(u_mirror[i] < cfg.mirror_fraction)
         code |= REVERSE * bool(t > 1 and u_reverse[i] < cfg.reverse_fraction)
-        counts["mirrored"] += bool(code & MIRROR)
-        counts["reversed"] += bool(code & REVERSE)
         groups.setdefault((t, h, w), []).append((i, tuple(idx), code))
     per = cfg.batch_size * workers
     if groups and all(len(m) < per for m in groups.values()):
@@ -272,19 +269,15 @@ def plan_rows(
     ``row_groups``, ``rows``, ``frames`` (B*T flattened), ``caption_idx`` (of each sample's
     caption as augmented), ``augment`` (codes).
     """
-    if (cfg.mirror_fraction or cfg.reverse_fraction) and (
-        "caption_variant_idx" not in index.column_names
-    ):
+    has_variants = "caption_variant_idx" in index.column_names
+    if cfg.augments and not has_variants:
         raise ValueError("augmentation needs an index scanned with scan_pairs(..., variants=True)")
     files = index.column("file").to_pylist()
     rgs = index.column("row_group").to_pylist()
     rws = index.column("row").to_pylist()
     ids = index.column("clip_id").to_pylist()
     caps = index.column("caption_idx").to_pylist()
-    if "caption_variant_idx" in index.column_names:
-        var = index.column("caption_variant_idx").to_pylist()
-    else:
-        var = [[c] * len(CODES) for c in caps]
+    var = index.column("caption_variant_idx").to_pylist() if has_variants else None
     mb, epoch, bs = 0, 0, cfg.batch_size
     while mb < end_mb:
         batches, counts = epoch_batches(index, cfg, epoch, workers)
@@ -302,7 +295,7 @@ def plan_rows(
             if start_mb <= mb < end_mb:
                 for r in range(workers):
                     sel = b.rows[r * bs : (r + 1) * bs]
-                    codes = list(b.augment[r * bs : (r + 1) * bs]) or [0] * len(sel)
+                    codes = list(b.augment[r * bs : (r + 1) * bs])
                     yield {
                         "mb": mb,
                         "epoch": epoch,
@@ -315,7 +308,9 @@ def plan_rows(
                         "row_groups": [rgs[i] for i in sel],
                         "rows": [rws[i] for i in sel],
                         "frames": [f for fr in b.frames[r * bs : (r + 1) * bs] for f in fr],
-                        "caption_idx": [var[i][a] for i, a in zip(sel, codes, strict=True)],
+                        "caption_idx": [
+                            var[i][a] if var else caps[i] for i, a in zip(sel, codes, strict=True)
+                        ],
                         "augment": codes,
                     }
             mb += 1
@@ -448,7 +443,7 @@ def load_local_batch(row: dict[str, Any], embeddings: str) -> dict[str, Any]:
     t, h, w = int(row["t"]), int(row["h"]), int(row["w"])
     ids = [str(c) for c in row["clip_ids"]]
     frames = np.asarray(row["frames"], np.int64).reshape(len(ids), t)
-    codes = [int(a) for a in row.get("augment") or [0] * len(ids)]
+    codes = [int(a) for a in row["augment"]]
     errors: list[dict[str, str]] = []
     clips: list[np.ndarray | None] = [None] * len(ids)
     try:

@@ -121,7 +121,7 @@ def train(
         json.dumps({"inputs": [str(i) for i in inputs], "train": to_dict(cfg)}, indent=1)
     )
     init_ray(address)
-    index = scan_pairs(files, cfg.where, variants=bool(cfg.mirror_fraction or cfg.reverse_fraction))
+    index = scan_pairs(files, cfg.where, variants=cfg.augments)
     captions = unique_captions(index)
     prompts = list(cfg.sample_prompts)
     text_cfg = cfg.text
@@ -151,7 +151,7 @@ def train(
         log.info("run %s is already at step %d >= steps=%d; nothing to do", run, step0, cfg.steps)
         return {"run": str(run), "start_step": step0, "final_step": step0, "resumed": True}
     rows = list(plan_rows(index, cfg, cfg.workers, mb0, total_mb))
-    if cfg.mirror_fraction or cfg.reverse_fraction:
+    if cfg.augments:
         codes = [a for r in rows for a in r["augment"]]
         log.info(
             "augmentation: %d of %d planned samples mirrored, %d reversed (train.augment)",
