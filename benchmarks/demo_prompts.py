@@ -25,14 +25,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from text_faithfulness import summarize  # noqa: E402
+from text_faithfulness import AXIS, summarize  # noqa: E402
 
 from common.demo import shape_prompt  # noqa: E402
 from curate.oracle import read_clip  # noqa: E402
 from curate.synthetic import COLORS, DIRECTIONS  # noqa: E402
-
-_SAME_AXIS = {"left": ("left", "right"), "right": ("left", "right"),
-              "up": ("up", "down"), "down": ("up", "down")}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| object presence | {s['presence']:.1%} | |")
     print("colours read:", Counter(r["read_color"] for r in rows).most_common())
     print("directions read:", Counter(r["read_direction"] for r in rows).most_common())
-    on_axis = [r for r in rows if r["read_direction"] in _SAME_AXIS.get(r["direction"], ())]
+    on_axis = [r for r in rows if AXIS.get(r["read_direction"]) == AXIS[r["direction"]]]
     right_sign = sum(r["read_direction"] == r["direction"] for r in on_axis)
     share = right_sign / len(on_axis) if on_axis else float("nan")
     print(f"sign within the axis: {right_sign} of {len(on_axis)} ({share:.1%}; chance 50%)")
