@@ -9,10 +9,10 @@ both accuracies against chance, the object presence, and what was read.
 
 The prompts are what ``recaption --backend attributes`` writes for such a clip, because
 that is the text the demo's model was trained on: by default its whole caption ("A red
-object moves to the left across a dim frame; the camera does not move. Dominant colours:
+object moving left across a dim frame; the camera does not move. Dominant colours:
 gray, red. The motion is moderate. Dim scene.", as in training and as the demo prompts), or
 with ``--first-sentence`` only its first sentence. The captioner never names white (a white
-shape is "Something moves ..."), so white prompts carry no colour word.
+shape is "Something moving ..."), so white prompts carry no colour word.
 """
 
 from __future__ import annotations

@@ -143,9 +143,9 @@ def render_clips(args, combos, rng) -> tuple[list[np.ndarray], list[str], list[t
     return clips, caps, truth
 
 
-# the attribute captioner's direction phrases, read back ("to the left" -> "left")
+# the attribute captioner's direction phrases, read back ("moving left" -> "left")
 _ATTR_DIR = {words: d for d, words in ATTRIBUTE_DIRECTION_WORDS.items()}
-_ATTR = re.compile(rf"(?:An? (\w+) object|Something) moves ({'|'.join(map(re.escape, _ATTR_DIR))})")
+_ATTR = re.compile(rf"(?:An? (\w+) object|Something) ({'|'.join(map(re.escape, _ATTR_DIR))})")
 
 
 def load_pair_clips(args) -> tuple[list[np.ndarray], list[str], list[tuple | None]]:
@@ -177,7 +177,7 @@ def load_pair_clips(args) -> tuple[list[np.ndarray], list[str], list[tuple | Non
             continue  # not a moving object
         clips.append(frames)
         caps.append(cap)
-        # the captioner names no colour for white ("Something moves ...")
+        # the captioner names no colour for white ("Something moving ...")
         known = (m.group(1) or "white", "object", _ATTR_DIR[m.group(2)]) if m else None
         truth.append(known)
         if args.pairs_caption and known:  # the clean template instead of the dataset's own

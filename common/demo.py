@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 # They equal shape_prompt("red", "left") and shape_prompt("blue", "up") (tested);
 # benchmarks/demo_prompts.py measures how far the model follows such prompts.
 DEFAULT_PROMPTS = (
-    "A red object moves to the left across a dim frame; the camera does not move. "
+    "A red object moving left across a dim frame; the camera does not move. "
     "Dominant colours: gray, red. The motion is moderate. Dim scene.",
-    "A blue object moves upward across a dim frame; the camera does not move. "
+    "A blue object moving up across a dim frame; the camera does not move. "
     "Dominant colours: gray, blue. The motion is moderate. Dim scene.",
 )
 
