@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from common.config import ConfigError
 from train.flow import (
     EMA,
     FlowConfig,
@@ -63,6 +64,29 @@ def test_flow_loss_hand_computed():
     assert torch.allclose(per, torch.tensor([1.25, 2.5]))
     assert torch.allclose(loss, torch.tensor(1.875))
     assert torch.equal(t_out, t)
+
+
+def test_flow_loss_motion_weight_adds_the_frame_difference_term_hand_computed():
+    # one sample, one channel, 3 frames of 1x1: x0 = [0, 1, 3], noise 0, so target = -x0
+    x0 = torch.tensor([0.0, 1.0, 3.0]).view(1, 1, 3, 1, 1)
+    noise = torch.zeros_like(x0)
+    args = (torch.zeros(1, 1, 4), torch.ones(1, 1, dtype=torch.bool))
+    kw = dict(drop_mask=torch.tensor([False]), t=torch.tensor([0.5]), noise=noise)
+    stub = Stub(lambda x, *a: torch.zeros_like(x))  # error = 0 - target = x0
+    plain, _, _ = flow_loss(stub, x0, *args, FlowConfig(), **kw)
+    assert torch.allclose(plain, torch.tensor(10.0 / 3))  # (0 + 1 + 9) / 3
+    weighted, per, _ = flow_loss(stub, x0, *args, FlowConfig(motion_weight=0.5), **kw)
+    # frame differences of the error: [1, 2] -> mean square 2.5, times 0.5
+    assert torch.allclose(weighted, torch.tensor(10.0 / 3 + 1.25))
+    assert torch.allclose(per, weighted.view(1))
+    # an error that is the same in every frame adds nothing
+    flat = Stub(lambda x, *a: torch.full_like(x, 7.0))
+    still = torch.full_like(x0, 2.0)
+    a_loss, _, _ = flow_loss(flat, still, *args, FlowConfig(), **kw)
+    b_loss, _, _ = flow_loss(flat, still, *args, FlowConfig(motion_weight=3.0), **kw)
+    assert torch.allclose(a_loss, b_loss)
+    with pytest.raises(ConfigError, match="motion_weight"):
+        FlowConfig(motion_weight=-1.0)
 
 
 def test_flow_loss_random_draws_are_seeded_and_dropout_rate():
