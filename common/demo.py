@@ -83,7 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "model learns the colour by the default 1000 steps, not the direction. With "
             "--videos 32 --shape-shots 6 --steps 2000 (11 minutes) it moved the object along "
             "the prompt's axis in 73-80% of clips, the sign still a coin flip (direction "
-            "33-41%, chance 25%; benchmarks/RESULTS.md)."
+            "33-41%, chance 25%). Trained 3000 steps on the moving-object clips alone "
+            "(spacetime train with --set where=..., see the README) it followed the direction "
+            "in 75% of clips (benchmarks/RESULTS.md, stop 25)."
         ),
     )
     p.add_argument(
