@@ -180,7 +180,7 @@ def flow_loss(
     err = pred.float() - target.float()  # (B, C, T, H, W)
     per_sample = err.pow(2).flatten(1).mean(dim=1)  # (B,)
     if cfg.motion_weight > 0.0 and err.shape[2] > 1:
-        step = err[:, :, 1:] - err[:, :, :-1]  # (B, C, T-1, H, W)
+        step = torch.diff(err, dim=2)  # (B, C, T-1, H, W)
         per_sample = per_sample + cfg.motion_weight * step.pow(2).flatten(1).mean(dim=1)
     return per_sample.mean(), per_sample, t
 
