@@ -29,6 +29,8 @@ run logs and prints how many of the inputs' pairs it kept. --set mirror_fraction
 that share of samples left-right and trains them on their caption with "left" and "right"
 exchanged; --set reverse_fraction=0.5 plays that share backwards with every direction word
 exchanged (only for footage whose motion looks the same backwards).
+--set short_caption_fraction=0.2 trains that share of samples on the pair's one-sentence
+caption_short instead of its dense caption, so that short prompts work too.
 
 Training: DDP (default) or FSDP2 (--set strategy=fsdp), bf16 autocast on GPU
 (--set precision=bf16), gradient accumulation and clipping, AdamW with warmup, EMA,

@@ -55,6 +55,11 @@ class TrainConfig:
     """Share of video rows (drawn per clip and epoch) played backwards, trained on their caption
     with every direction exchanged (left/right, up/down, zoom in/out). Only for footage whose
     motion looks the same backwards, e.g. the demo's moving shapes (``train.augment``)."""
+    short_caption_fraction: float = 0.0
+    """Share of rows (drawn per clip and epoch) trained on the pair's one-sentence
+    ``caption_short`` instead of its dense ``caption``, as DALL-E 3 mixes short captions into
+    its descriptive ones so that short prompts work too (a pair without one keeps its caption).
+    1.0 trains on short captions only. Off by default."""
     batch_size: int = 4
     """Samples per worker per micro-batch."""
     loader_cpus: float = 0.5
@@ -138,7 +143,12 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.torch_threads < 0:
             raise ConfigError(f"train.torch_threads must be >= 0, got {self.torch_threads}")
-        for name in ("image_fraction", "mirror_fraction", "reverse_fraction"):
+        for name in (
+            "image_fraction",
+            "mirror_fraction",
+            "reverse_fraction",
+            "short_caption_fraction",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"train.{name} must be in [0, 1], got {getattr(self, name)}")
         if not self.buckets:

@@ -5,8 +5,9 @@ How a batch is made:
 1. ``pair_files(inputs)`` lists ``OUT/pairs/*.parquet`` of every input; ``scan_pairs`` reads the
    light columns (clip id, size, frame count, caption; never the video bytes) with pyarrow and
    records where each row lives (file, row group, row), sorted by ``clip_id`` so the order does
-   not depend on file listing. Captions get an index into the caption-embedding table
-   (``train.loop`` fills it once per caption with a Ray Data actor stage).
+   not depend on file listing. Captions (the dense one; with ``short_caption_fraction`` the
+   one-sentence one too) get an index into the caption-embedding table (``train.loop`` fills
+   it once per caption with a Ray Data actor stage).
 2. ``epoch_batches`` is the plan of one epoch, a pure function of (index, config, seed, epoch):
    each clip becomes a video row (``num_frames`` at ``frame_stride``, random start) or, with
    probability ``image_fraction`` (or when too short), a single-frame row; it is assigned the
@@ -92,7 +93,10 @@ def _table_of(path: str) -> str:
 
 
 def scan_pairs(
-    files: Sequence[str], where: Sequence[Sequence[Any]] = (), variants: bool = False
+    files: Sequence[str],
+    where: Sequence[Sequence[Any]] = (),
+    variants: bool = False,
+    short: bool = False,
 ) -> pa.Table:
     """Index of all pairs: ``INDEX_COLUMNS`` plus ``file``, ``row_group``, ``row``, ``caption_idx``.
 
@@ -101,13 +105,21 @@ def scan_pairs(
     the pairs that meet it; the schema metadata ``spacetime.pairs_total`` counts them all.
     ``variants`` adds ``caption_variants`` (the caption under each ``train.augment.CODES``) and
     their ``caption_variant_idx``; ``caption_idx`` then counts them among the captions.
+    ``short`` adds ``caption_short`` (the pair's one-sentence caption, its caption where it has
+    none) and ``caption_short_idx``, and with ``variants`` their ``caption_short_variants`` and
+    ``caption_short_variant_idx`` (``train.short_caption_fraction``).
     """
-    extra = sorted({c[0] for c in where} - set(INDEX_COLUMNS))  # read for the filter only
-    columns = INDEX_COLUMNS + extra
+    keep_cols = INDEX_COLUMNS + (["caption_short"] if short else [])
+    extra = sorted({c[0] for c in where} - set(keep_cols))  # read for the filter only
+    columns = keep_cols + extra
     parts = []
     for f in files:
         check_file(f, _table_of(f))
         pf = pq.ParquetFile(f)
+        if short and "caption_short" not in pf.schema_arrow.names:
+            raise ValueError(
+                f"train.short_caption_fraction needs a caption_short column; {f} has none"
+            )
         for rg in range(pf.metadata.num_row_groups):
             t = pf.read_row_group(rg, columns=columns)
             n = t.num_rows
@@ -140,15 +152,32 @@ def scan_pairs(
         log.info("train.where (%s) keeps %d of %d pairs", conds, tbl.num_rows, total)
         tbl = tbl.drop_columns(extra)
     captions = tbl.column("caption").to_pylist()
+    strings = pa.list_(pa.string())
+    if short:
+        given = tbl.column("caption_short").to_pylist()
+        shorts = [s or c for s, c in zip(given, captions, strict=True)]
+        tbl = tbl.set_column(
+            tbl.schema.get_field_index("caption_short"), "caption_short", pa.array(shorts)
+        )
     if variants:
         var = [[augmented_caption(c, code) for code in CODES] for c in captions]
-        tbl = tbl.append_column("caption_variants", pa.array(var, pa.list_(pa.string())))
+        tbl = tbl.append_column("caption_variants", pa.array(var, strings))
+        if short:
+            svar = [[augmented_caption(c, code) for code in CODES] for c in shorts]
+            tbl = tbl.append_column("caption_short_variants", pa.array(svar, strings))
     uniq = unique_captions(tbl)
     pos = {c: i for i, c in enumerate(uniq)}
     tbl = tbl.append_column("caption_idx", pa.array([pos[c] for c in captions], pa.int32()))
+    if short:
+        tbl = tbl.append_column("caption_short_idx", pa.array([pos[c] for c in shorts], pa.int32()))
     if variants:
         idx = [[pos[c] for c in v] for v in var]
         tbl = tbl.append_column("caption_variant_idx", pa.array(idx, pa.list_(pa.int32())))
+        if short:
+            idx = [[pos[c] for c in v] for v in svar]
+            tbl = tbl.append_column(
+                "caption_short_variant_idx", pa.array(idx, pa.list_(pa.int32()))
+            )
     return tbl.replace_schema_metadata({"spacetime.pairs_total": str(total)})
 
 
@@ -159,10 +188,14 @@ def pairs_total(index: pa.Table) -> int:
 
 
 def unique_captions(index: pa.Table) -> list[str]:
-    """Captions (with their augmented variants, where indexed) in ``caption_idx`` order."""
+    """Captions (with the short ones and the augmented variants, where indexed) in
+    ``caption_idx`` order."""
     caps = set(index.column("caption").to_pylist())
-    if "caption_variants" in index.column_names:
-        caps.update(c for v in index.column("caption_variants").to_pylist() for c in v)
+    if "caption_short" in index.column_names:
+        caps.update(index.column("caption_short").to_pylist())
+    for name in ("caption_variants", "caption_short_variants"):
+        if name in index.column_names:
+            caps.update(c for v in index.column(name).to_pylist() for c in v)
     return sorted(caps)
 
 
@@ -181,6 +214,8 @@ class PlannedBatch:
     """Source frame indices of each sample (length T)."""
     augment: tuple[int, ...]
     """Augmentation code of each sample (``train.augment``: 0 none, bits MIRROR, REVERSE)."""
+    short: tuple[bool, ...]
+    """Whether each sample trains on its short caption (``train.short_caption_fraction``)."""
 
 
 def nearest_bucket(width: int, height: int, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
@@ -216,7 +251,8 @@ def epoch_batches(
     # augmentation draws on their own stream, so runs without augmentation keep their plans
     aug_rng = np.random.default_rng([cfg.seed, epoch, 11])
     u_mirror, u_reverse = aug_rng.random(n), aug_rng.random(n)
-    groups: dict[tuple[int, int, int], list[tuple[int, tuple[int, ...], int]]] = {}
+    u_short = np.random.default_rng([cfg.seed, epoch, 13]).random(n)
+    groups: dict[tuple[int, int, int], list[tuple[int, tuple[int, ...], int, bool]]] = {}
     counts = {"video": 0, "image": 0, "too_short_as_image": 0}
     for i in range(n):
         h, w = nearest_bucket(int(ws[i]), int(hs[i]), sizes)
@@ -228,13 +264,14 @@ def epoch_batches(
         counts["video" if t > 1 else "image"] += 1
         code = MIRROR * bool(u_mirror[i] < cfg.mirror_fraction)
         code |= REVERSE * bool(t > 1 and u_reverse[i] < cfg.reverse_fraction)
-        groups.setdefault((t, h, w), []).append((i, tuple(idx), code))
+        short = bool(u_short[i] < cfg.short_caption_fraction)
+        groups.setdefault((t, h, w), []).append((i, tuple(idx), code, short))
     per = cfg.batch_size * workers
     if groups and all(len(m) < per for m in groups.values()):
         # No bucket fills one batch (a tiny dataset spread over several buckets): rather than
         # train on nothing, every row joins the fullest bucket with its frame count (cover-resize
         # and crop to that size).
-        merged: dict[tuple[int, int, int], list[tuple[int, tuple[int, ...], int]]] = {}
+        merged: dict[tuple[int, int, int], list[tuple[int, tuple[int, ...], int, bool]]] = {}
         for t in sorted({s[0] for s in groups}):
             same = [s for s in groups if s[0] == t]
             host = max(same, key=lambda s: (len(groups[s]), s))
@@ -253,6 +290,7 @@ def epoch_batches(
                     tuple(c[0] for c in chosen),
                     tuple(c[1] for c in chosen),
                     tuple(c[2] for c in chosen),
+                    tuple(c[3] for c in chosen),
                 )
             )
     counts["left_for_next_epoch"] = n - len(batches) * per
@@ -267,17 +305,22 @@ def plan_rows(
 
     Each row: ``mb``, ``epoch``, ``rank``, ``t``, ``h``, ``w``, ``clip_ids``, ``files``,
     ``row_groups``, ``rows``, ``frames`` (B*T flattened), ``caption_idx`` (of each sample's
-    caption as augmented), ``augment`` (codes).
+    caption as augmented, short or dense), ``augment`` (codes), ``short`` (flags).
     """
     has_variants = "caption_variant_idx" in index.column_names
     if cfg.augments and not has_variants:
         raise ValueError("augmentation needs an index scanned with scan_pairs(..., variants=True)")
+    has_short = "caption_short_idx" in index.column_names
+    if cfg.short_caption_fraction and not has_short:
+        raise ValueError("short captions need an index scanned with scan_pairs(..., short=True)")
     files = index.column("file").to_pylist()
     rgs = index.column("row_group").to_pylist()
     rws = index.column("row").to_pylist()
     ids = index.column("clip_id").to_pylist()
     caps = index.column("caption_idx").to_pylist()
     var = index.column("caption_variant_idx").to_pylist() if has_variants else None
+    scaps = index.column("caption_short_idx").to_pylist() if has_short else caps
+    svar = index.column("caption_short_variant_idx").to_pylist() if has_short and var else var
     mb, epoch, bs = 0, 0, cfg.batch_size
     while mb < end_mb:
         batches, counts = epoch_batches(index, cfg, epoch, workers)
@@ -296,6 +339,7 @@ def plan_rows(
                 for r in range(workers):
                     sel = b.rows[r * bs : (r + 1) * bs]
                     codes = list(b.augment[r * bs : (r + 1) * bs])
+                    short = list(b.short[r * bs : (r + 1) * bs])
                     yield {
                         "mb": mb,
                         "epoch": epoch,
@@ -309,12 +353,20 @@ def plan_rows(
                         "rows": [rws[i] for i in sel],
                         "frames": [f for fr in b.frames[r * bs : (r + 1) * bs] for f in fr],
                         "caption_idx": [
-                            var[i][a] if var else caps[i] for i, a in zip(sel, codes, strict=True)
+                            _caption_of(i, a, s, caps, scaps, var, svar)
+                            for i, a, s in zip(sel, codes, short, strict=True)
                         ],
                         "augment": codes,
+                        "short": short,
                     }
             mb += 1
         epoch += 1
+
+
+def _caption_of(i: int, code: int, short: bool, caps, scaps, var, svar) -> int:
+    if var is not None:
+        return (svar if short else var)[i][code]
+    return (scaps if short else caps)[i]
 
 
 def batches_per_epoch(index: pa.Table, cfg: TrainConfig, workers: int, epoch: int = 0) -> int:

@@ -121,7 +121,9 @@ def train(
         json.dumps({"inputs": [str(i) for i in inputs], "train": to_dict(cfg)}, indent=1)
     )
     init_ray(address)
-    index = scan_pairs(files, cfg.where, variants=cfg.augments)
+    index = scan_pairs(
+        files, cfg.where, variants=cfg.augments, short=bool(cfg.short_caption_fraction)
+    )
     captions = unique_captions(index)
     prompts = list(cfg.sample_prompts)
     text_cfg = cfg.text
@@ -158,6 +160,13 @@ def train(
             sum(bool(a & MIRROR) for a in codes),
             len(codes),
             sum(bool(a & REVERSE) for a in codes),
+        )
+    if cfg.short_caption_fraction:
+        flags = [f for r in rows for f in r["short"]]
+        log.info(
+            "short captions: %d of %d planned samples (train.short_caption_fraction)",
+            sum(flags),
+            len(flags),
         )
     fps = float(np.median(index.column("fps").to_numpy())) / max(1, cfg.frame_stride)
     h, w = cfg.bucket_sizes()[0]
