@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 
 INDEX_COLUMNS = ["clip_id", "num_frames", "width", "height", "fps", "caption"]
 """Columns the index reads (the ``video`` bytes are read only by the decode tasks)."""
+CAPTION_KINDS = ("caption", "caption_short")
+"""The captions a sample can train on: the dense one and (``short_caption_fraction``) the short."""
 
 
 # --------------------------------------------------------------------------- index
@@ -151,33 +153,25 @@ def scan_pairs(
             raise ValueError(f"train.where ({conds}) keeps none of the {total} pairs")
         log.info("train.where (%s) keeps %d of %d pairs", conds, tbl.num_rows, total)
         tbl = tbl.drop_columns(extra)
-    captions = tbl.column("caption").to_pylist()
-    strings = pa.list_(pa.string())
-    if short:
-        given = tbl.column("caption_short").to_pylist()
-        shorts = [s or c for s, c in zip(given, captions, strict=True)]
-        tbl = tbl.set_column(
-            tbl.schema.get_field_index("caption_short"), "caption_short", pa.array(shorts)
-        )
+    # each caption kind gets KIND_variants (with ``variants``), KIND_idx and KIND_variant_idx
+    kinds = CAPTION_KINDS if short else CAPTION_KINDS[:1]
+    texts = {k: tbl.column(k).to_pylist() for k in kinds}
+    if short:  # a pair without a short caption keeps its dense one
+        given = zip(texts["caption_short"], texts["caption"], strict=True)
+        texts["caption_short"] = [s or c for s, c in given]
+        i = tbl.schema.get_field_index("caption_short")
+        tbl = tbl.set_column(i, "caption_short", pa.array(texts["caption_short"]))
+    var: dict[str, list[list[str]]] = {}
     if variants:
-        var = [[augmented_caption(c, code) for code in CODES] for c in captions]
-        tbl = tbl.append_column("caption_variants", pa.array(var, strings))
-        if short:
-            svar = [[augmented_caption(c, code) for code in CODES] for c in shorts]
-            tbl = tbl.append_column("caption_short_variants", pa.array(svar, strings))
-    uniq = unique_captions(tbl)
-    pos = {c: i for i, c in enumerate(uniq)}
-    tbl = tbl.append_column("caption_idx", pa.array([pos[c] for c in captions], pa.int32()))
-    if short:
-        tbl = tbl.append_column("caption_short_idx", pa.array([pos[c] for c in shorts], pa.int32()))
-    if variants:
-        idx = [[pos[c] for c in v] for v in var]
-        tbl = tbl.append_column("caption_variant_idx", pa.array(idx, pa.list_(pa.int32())))
-        if short:
-            idx = [[pos[c] for c in v] for v in svar]
-            tbl = tbl.append_column(
-                "caption_short_variant_idx", pa.array(idx, pa.list_(pa.int32()))
-            )
+        for k in kinds:
+            var[k] = [[augmented_caption(c, code) for code in CODES] for c in texts[k]]
+            tbl = tbl.append_column(f"{k}_variants", pa.array(var[k], pa.list_(pa.string())))
+    pos = {c: i for i, c in enumerate(unique_captions(tbl))}
+    for k in kinds:
+        tbl = tbl.append_column(f"{k}_idx", pa.array([pos[c] for c in texts[k]], pa.int32()))
+        if variants:
+            idx = [[pos[c] for c in v] for v in var[k]]
+            tbl = tbl.append_column(f"{k}_variant_idx", pa.array(idx, pa.list_(pa.int32())))
     return tbl.replace_schema_metadata({"spacetime.pairs_total": str(total)})
 
 
@@ -190,12 +184,12 @@ def pairs_total(index: pa.Table) -> int:
 def unique_captions(index: pa.Table) -> list[str]:
     """Captions (with the short ones and the augmented variants, where indexed) in
     ``caption_idx`` order."""
-    caps = set(index.column("caption").to_pylist())
-    if "caption_short" in index.column_names:
-        caps.update(index.column("caption_short").to_pylist())
-    for name in ("caption_variants", "caption_short_variants"):
-        if name in index.column_names:
-            caps.update(c for v in index.column(name).to_pylist() for c in v)
+    caps: set[str] = set()
+    for k in CAPTION_KINDS:
+        if k in index.column_names:
+            caps.update(index.column(k).to_pylist())
+        if f"{k}_variants" in index.column_names:
+            caps.update(c for v in index.column(f"{k}_variants").to_pylist() for c in v)
     return sorted(caps)
 
 
@@ -310,17 +304,16 @@ def plan_rows(
     has_variants = "caption_variant_idx" in index.column_names
     if cfg.augments and not has_variants:
         raise ValueError("augmentation needs an index scanned with scan_pairs(..., variants=True)")
-    has_short = "caption_short_idx" in index.column_names
-    if cfg.short_caption_fraction and not has_short:
+    kinds = [k for k in CAPTION_KINDS if f"{k}_idx" in index.column_names]
+    if cfg.short_caption_fraction and len(kinds) < 2:
         raise ValueError("short captions need an index scanned with scan_pairs(..., short=True)")
     files = index.column("file").to_pylist()
     rgs = index.column("row_group").to_pylist()
     rws = index.column("row").to_pylist()
     ids = index.column("clip_id").to_pylist()
-    caps = index.column("caption_idx").to_pylist()
-    var = index.column("caption_variant_idx").to_pylist() if has_variants else None
-    scaps = index.column("caption_short_idx").to_pylist() if has_short else caps
-    svar = index.column("caption_short_variant_idx").to_pylist() if has_short and var else var
+    # caption index of each row by kind (short or not): per augmentation code with variants
+    col = "{}_variant_idx" if has_variants else "{}_idx"
+    cap_of = {k == "caption_short": index.column(col.format(k)).to_pylist() for k in kinds}
     mb, epoch, bs = 0, 0, cfg.batch_size
     while mb < end_mb:
         batches, counts = epoch_batches(index, cfg, epoch, workers)
@@ -353,7 +346,7 @@ def plan_rows(
                         "rows": [rws[i] for i in sel],
                         "frames": [f for fr in b.frames[r * bs : (r + 1) * bs] for f in fr],
                         "caption_idx": [
-                            _caption_of(i, a, s, caps, scaps, var, svar)
+                            cap_of[s][i][a] if has_variants else cap_of[s][i]
                             for i, a, s in zip(sel, codes, short, strict=True)
                         ],
                         "augment": codes,
@@ -361,12 +354,6 @@ def plan_rows(
                     }
             mb += 1
         epoch += 1
-
-
-def _caption_of(i: int, code: int, short: bool, caps, scaps, var, svar) -> int:
-    if var is not None:
-        return (svar if short else var)[i][code]
-    return (scaps if short else caps)[i]
 
 
 def batches_per_epoch(index: pa.Table, cfg: TrainConfig, workers: int, epoch: int = 0) -> int:
