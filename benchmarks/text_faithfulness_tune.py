@@ -211,7 +211,8 @@ class Tuner:
         self.model = DiT.from_config(self.mcfg, self.enc.dim)
         if self.mcfg.text_norm:  # as the trainer: the training captions' token statistics
             tokens = self.cap_text[self.cap_mask]  # (N, D), every clip's caption tokens
-            self.model.set_text_stats(tokens.mean(0), tokens.std(0))
+            cov = torch.cov(tokens.T.double()) if self.mcfg.text_whiten else None
+            self.model.set_text_stats(tokens.mean(0), tokens.std(0), cov)
         betas = tuple(map(float, args.betas.split(",")))
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=args.lr, betas=betas,
                                      weight_decay=0.0)  # fmt: skip

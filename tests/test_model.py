@@ -291,6 +291,39 @@ def test_text_norm_standardises_the_caption_with_stored_statistics():
         plain.set_text_stats(mean, std)
 
 
+def test_text_whiten_projects_the_centred_tokens_onto_their_whitened_basis():
+    """``text_whiten``: the model reads (text - mean) @ text_proj, where text_proj whitens
+    the covariance it was given (each eigen-direction scaled to variance lam / (lam + eps))."""
+    x, t, text, mask = inputs(2, 2, 8, 8)
+    plain = randomize(DiT.from_config(small_cfg(pooled_text=True), TEXT_DIM)).eval()
+    white = DiT.from_config(small_cfg(pooled_text=True, text_norm=True, text_whiten=True), TEXT_DIM)
+    white = white.eval()
+    missing, _ = white.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["text_mean", "text_proj", "text_std"]
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randn(400, TEXT_DIM, generator=g) @ torch.randn(TEXT_DIM, TEXT_DIM, generator=g)
+    tokens[:, -1] = 0.01 * tokens[:, 0]  # a direction the tokens hardly vary along
+    mean, cov = tokens.mean(0), torch.cov(tokens.T)
+    white.set_text_stats(mean, tokens.std(0), cov)
+    eps = white.config.text_whiten_eps * float(torch.linalg.eigvalsh(cov.double()).mean())
+    proj = white.text_proj.double()
+    # proj^T cov proj = lam / (lam + eps) on cov's eigenvectors: ~1 for the large directions
+    lam, u = torch.linalg.eigh(cov.double())
+    whitened = u.T @ proj @ cov.double() @ proj @ u  # text_proj is stored in float32
+    torch.testing.assert_close(whitened, torch.diag(lam / (lam + eps)), atol=1e-5, rtol=1e-5)
+    assert float((proj @ proj).max()) <= 1.0 / eps + 1e-6  # at most 1/sqrt(eps) per direction
+    with torch.no_grad():
+        torch.testing.assert_close(
+            white(x, t, text, mask), plain(x, t, (text - mean) @ white.text_proj, mask)
+        )
+    with pytest.raises(ValueError, match=r"\(24, 24\) covariance, got None"):
+        white.set_text_stats(mean, tokens.std(0))
+    with pytest.raises(ValueError, match="text_whiten needs model.text_norm"):
+        small_cfg(text_whiten=True).resolved()
+    with pytest.raises(ValueError, match="text_whiten_eps must be > 0"):
+        small_cfg(text_norm=True, text_whiten=True, text_whiten_eps=0.0).resolved()
+
+
 def test_sincos_position_embedding_is_per_axis_in_raster_order():
     gt, gh, gw, dim = 3, 4, 5, 48
     e = sincos_position_embedding((gt, gh, gw), dim).view(gt, gh, gw, dim)

@@ -24,6 +24,7 @@ from train.data import (
     plan_rows,
     read_embeddings,
     scan_pairs,
+    token_covariance,
     token_stats,
     unique_captions,
     unpack_batch,
@@ -225,6 +226,12 @@ def test_token_stats_are_the_mean_and_std_of_every_token(ray_session, tmp_path):
     np.testing.assert_allclose(std, tokens.std(0, ddof=1), rtol=1e-4, atol=1e-6)
     # over the limit: evenly spaced captions (here the first and the last)
     np.testing.assert_allclose(token_stats(path, [0, 1, 2], limit=2)[0], mean, rtol=1e-5, atol=1e-6)
+    # and their covariance (model.text_whiten), over the same captions
+    cov = token_covariance(path, [0, 2])
+    np.testing.assert_allclose(cov, np.cov(tokens.T), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(token_covariance(path, [0, 1, 2], limit=2), cov, atol=1e-9)
+    with pytest.raises(ValueError, match="at least 2 caption tokens"):
+        token_covariance(path, [])
 
 
 def test_where_keeps_only_matching_pairs_and_the_plan_uses_them(pairs):

@@ -120,7 +120,8 @@ def test_fsdp2_with_grad_accum_trains_checkpoints_and_resumes(ray_session, pairs
     """FSDP2 (``fully_shard``, gloo on CPU) with 2 micro-batches per step: the sharded model
     trains, its checkpoint holds full (gathered) weights that load for generation, and a rerun
     resumes from it. ``train.where`` keeps half the directions: only those clips are drawn.
-    Half the samples are mirrored and half reversed: their captions are embedded too."""
+    Half the samples are mirrored and half reversed: their captions are embedded too. The
+    text is whitened (``text_whiten``): the checkpoint holds the training tokens' whitening."""
     from dataclasses import replace
 
     from train.checkpoint import load_for_generation
@@ -128,7 +129,7 @@ def test_fsdp2_with_grad_accum_trains_checkpoints_and_resumes(ray_session, pairs
     base = _cfg(4)
     cfg = replace(
         base,
-        model=replace(base.model, text_norm=True),
+        model=replace(base.model, text_norm=True, text_whiten=True),
         strategy="fsdp",
         grad_accum=2,
         checkpoint_every=2,
@@ -153,7 +154,7 @@ def test_fsdp2_with_grad_accum_trains_checkpoints_and_resumes(ray_session, pairs
     model, state = load_for_generation(run)  # strict load: every full-size weight is there
     assert state["step"] == 4 and model.config.hidden == 32
     # text_norm: the statistics of the run's training captions, in the checkpoint
-    from train.data import read_embeddings, token_stats, unique_captions
+    from train.data import read_embeddings, token_covariance, token_stats, unique_captions
 
     captions = unique_captions(kept)  # the kept clips' captions and their augmented variants
     n_captions = len(captions)
@@ -165,5 +166,12 @@ def test_fsdp2_with_grad_accum_trains_checkpoints_and_resumes(ray_session, pairs
     flat = std <= 1e-3 * std.mean()  # MiniLM's layer 3 has (near-)constant dimensions
     np.testing.assert_allclose(model.text_std.numpy(), np.where(flat, 1.0, std), rtol=1e-6)
     assert float(model.text_std.min()) > 0 and float(model.text_mean.abs().max()) > 0
+    # text_whiten: text_proj whitens the same tokens (up to the eps regulariser)
+    cov = token_covariance(run / "text" / "embeddings.arrow", range(n_captions))
+    lam, u = np.linalg.eigh(cov)
+    lam = np.clip(lam, 0.0, None)
+    ref = (u / np.sqrt(lam + model.config.text_whiten_eps * lam.mean())) @ u.T
+    np.testing.assert_allclose(model.text_proj.numpy(), ref, rtol=1e-3, atol=1e-3)
+    assert not np.allclose(model.text_proj.numpy(), np.eye(len(cov)))
     summary = train([str(pairs)], run, replace(cfg, steps=6))
     assert summary["resumed"] and summary["start_step"] == 4 and summary["final_step"] == 6

@@ -429,9 +429,7 @@ def token_stats(
     table (at most ``limit`` captions, evenly spaced, for large runs); float64 sums, one
     caption at a time."""
     tbl, dim = read_embeddings(path)
-    idx = list(caption_idx)
-    if len(idx) > limit:
-        idx = [idx[int(k)] for k in np.linspace(0, len(idx) - 1, limit)]
+    idx = _spaced(caption_idx, limit)
     total, sq, count = np.zeros(dim), np.zeros(dim), 0
     for i in idx:
         e = _caption_tokens(tbl, dim, i).astype(np.float64)
@@ -443,6 +441,33 @@ def token_stats(
     mean = total / count
     var = np.maximum(sq - count * np.square(mean), 0.0) / (count - 1)
     return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
+
+
+def token_covariance(
+    path: str | Path, caption_idx: Sequence[int], limit: int = 20000
+) -> np.ndarray:
+    """Covariance (D, D), float64, of every token of the given captions in the embedding
+    table (the same captions as ``token_stats``: at most ``limit``, evenly spaced), for
+    ``model.text_whiten``; one caption at a time."""
+    tbl, dim = read_embeddings(path)
+    total, outer, count = np.zeros(dim), np.zeros((dim, dim)), 0
+    for i in _spaced(caption_idx, limit):
+        e = _caption_tokens(tbl, dim, i).astype(np.float64)
+        total += e.sum(0)
+        outer += e.T @ e
+        count += len(e)
+    if count < 2:
+        raise ValueError(f"text statistics need at least 2 caption tokens, got {count}")
+    mean = total / count
+    return (outer - count * np.outer(mean, mean)) / (count - 1)
+
+
+def _spaced(caption_idx: Sequence[int], limit: int) -> list[int]:
+    """``caption_idx``, or ``limit`` of them evenly spaced if there are more."""
+    idx = list(caption_idx)
+    if len(idx) > limit:
+        idx = [idx[int(k)] for k in np.linspace(0, len(idx) - 1, limit)]
+    return idx
 
 
 # --------------------------------------------------------------------------- decode stage

@@ -55,6 +55,7 @@ from train.data import (
     pairs_total,
     plan_rows,
     scan_pairs,
+    token_covariance,
     token_stats,
     unique_captions,
     unpack_batch,
@@ -138,6 +139,8 @@ def train(
     if cfg.model.text_norm and ckpt is None:  # a resumed run has them in its checkpoint
         mean, std = token_stats(emb_path, range(len(captions)))
         text_stats = {"mean": mean.tolist(), "std": std.tolist()}
+        if cfg.model.text_whiten:
+            text_stats["cov"] = token_covariance(emb_path, range(len(captions))).astype(np.float32)
     total_mb = cfg.steps * cfg.grad_accum
     if ckpt is not None:
         log.info("resuming run %s from step %d (micro-batch %d, %s)", run, step0, mb0, ckpt.name)
@@ -300,7 +303,8 @@ class _Worker:
                         "driver computed no caption statistics (it found a checkpoint in the "
                         f"run directory {self.run}); rerun to resume from it"
                     )
-                model.set_text_stats(torch.tensor(st["mean"]), torch.tensor(st["std"]))
+                cov = torch.as_tensor(st["cov"]) if st.get("cov") is not None else None
+                model.set_text_stats(torch.tensor(st["mean"]), torch.tensor(st["std"]), cov)
             model.to(self.device)
             if cfg.strategy == "fsdp":
                 from torch.distributed.fsdp import fully_shard

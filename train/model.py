@@ -98,6 +98,16 @@ class ModelConfig:
     (MiniLM layer 3, the demo's captions pooled: left vs right cosine 0.998, 0.886
     standardised), so the words that differ are a small signal until standardised. Off by
     default; the demo preset turns it on (benchmarks/RESULTS.md, "The demo", stop 19)."""
+    text_whiten: bool = False
+    """With ``text_norm``: whiten the caption tokens with the full covariance of the training
+    captions' tokens instead of scaling each dimension alone (ZCA: ``(x - mean) @ U diag(1 /
+    sqrt(lambda + eps)) U^T``, buffer ``text_proj`` of (text_dim, text_dim)). A direction that
+    only a few words vary along (the direction word's) then counts as much as the shared ones.
+    Off by default (benchmarks/RESULTS.md, "Stop 27")."""
+    text_whiten_eps: float = 0.01
+    """``text_whiten``'s regulariser, as a fraction of the covariance's mean eigenvalue: a
+    direction the training captions hardly vary along is scaled up by at most
+    ``1 / sqrt(text_whiten_eps)`` times the typical one."""
     checkpoint_activations: bool = False
     """Recompute each block in the backward pass (saves memory, costs ~30% more compute)."""
 
@@ -114,6 +124,10 @@ class ModelConfig:
             raise ValueError(f"hidden={out.hidden} is not divisible by heads={out.heads}")
         if (out.hidden // out.heads) % 2:
             raise ValueError(f"head size {out.hidden // out.heads} must be even for RoPE")
+        if out.text_whiten and not out.text_norm:
+            raise ValueError("model.text_whiten needs model.text_norm=true")
+        if not out.text_whiten_eps > 0:
+            raise ValueError(f"model.text_whiten_eps must be > 0, got {out.text_whiten_eps}")
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -311,6 +325,8 @@ class DiT(nn.Module):
         if cfg.text_norm:  # identity until set_text_stats; saved with the weights
             self.register_buffer("text_mean", torch.zeros(cfg.text_dim))
             self.register_buffer("text_std", torch.ones(cfg.text_dim))
+            if cfg.text_whiten:  # (x - mean) @ text_proj instead of / text_std
+                self.register_buffer("text_proj", torch.eye(cfg.text_dim))
         # Pooled caption -> adaLN conditioning (added to the timestep embedding).
         self.pooled_embed = (
             nn.Sequential(nn.Linear(cfg.text_dim, d), nn.SiLU(), nn.Linear(d, d))
@@ -366,9 +382,12 @@ class DiT(nn.Module):
         nn.init.zeros_(self.final.linear.bias)
 
     @torch.no_grad()
-    def set_text_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+    def set_text_stats(
+        self, mean: torch.Tensor, std: torch.Tensor, cov: torch.Tensor | None = None
+    ) -> None:
         """Set ``text_norm``'s per-dimension caption-token mean and std (each (text_dim,)); a
-        dimension whose std is under 1/1000 of the mean std keeps std 1."""
+        dimension whose std is under 1/1000 of the mean std keeps std 1. With ``text_whiten``
+        also the tokens' covariance ``cov`` (text_dim, text_dim), which sets ``text_proj``."""
         if not self.config.text_norm:
             raise ValueError("set_text_stats needs ModelConfig.text_norm=True")
         d = self.text_mean.numel()
@@ -377,6 +396,14 @@ class DiT(nn.Module):
                 f"text statistics must have shape ({d},), got {tuple(mean.shape)} and "
                 f"{tuple(std.shape)}"
             )
+        if self.config.text_whiten:
+            if cov is None or tuple(cov.shape) != (d, d):
+                got = None if cov is None else tuple(cov.shape)
+                raise ValueError(f"model.text_whiten needs a ({d}, {d}) covariance, got {got}")
+            lam, u = torch.linalg.eigh(cov.double())  # cov = U diag(lam) U^T
+            lam = lam.clamp(min=0.0)
+            eps = self.config.text_whiten_eps * float(lam.mean().clamp(min=1e-12))
+            self.text_proj.copy_((u * (lam + eps).rsqrt()) @ u.T)
         std = std.float()
         # A dimension (nearly) constant over the training captions (MiniLM layer 3 has three)
         # is centred, not scaled: dividing by its ~0 std would blow up any prompt that differs.
@@ -464,7 +491,11 @@ class DiT(nn.Module):
         grid = self.grid(tt, hh, ww)
         text_mask = text_mask.bool()
         if self.config.text_norm:
-            text = (text - self.text_mean.to(text.dtype)) / self.text_std.to(text.dtype)
+            text = text - self.text_mean.to(text.dtype)
+            if self.config.text_whiten:
+                text = text @ self.text_proj.to(text.dtype)  # (B, L, Dt), symmetric
+            else:
+                text = text / self.text_std.to(text.dtype)
         # Rows whose caption is dropped, and rows with no real token at all (attention over
         # an all-masked caption is undefined), see the learned null caption instead.
         use_null = ~text_mask.any(dim=1)  # (B,)
