@@ -167,7 +167,7 @@ def test_fsdp2_with_grad_accum_trains_checkpoints_and_resumes(ray_session, pairs
     np.testing.assert_allclose(model.text_std.numpy(), np.where(flat, 1.0, std), rtol=1e-6)
     assert float(model.text_std.min()) > 0 and float(model.text_mean.abs().max()) > 0
     # text_whiten: text_proj whitens the same tokens (up to the eps regulariser)
-    cov = token_covariance(run / "text" / "embeddings.arrow", range(n_captions))
+    cov = token_covariance(run / "text" / "embeddings.arrow", range(n_captions))[2]
     lam, u = np.linalg.eigh(cov)
     lam = np.clip(lam, 0.0, None)
     ref = (u / np.sqrt(lam + model.config.text_whiten_eps * lam.mean())) @ u.T

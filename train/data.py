@@ -428,16 +428,7 @@ def token_stats(
     """Per-dimension mean and std (D,) of every token of the given captions in the embedding
     table (at most ``limit`` captions, evenly spaced, for large runs); float64 sums, one
     caption at a time."""
-    tbl, dim = read_embeddings(path)
-    idx = _spaced(caption_idx, limit)
-    total, sq, count = np.zeros(dim), np.zeros(dim), 0
-    for i in idx:
-        e = _caption_tokens(tbl, dim, i).astype(np.float64)
-        total += e.sum(0)
-        sq += np.square(e).sum(0)
-        count += len(e)
-    if count < 2:
-        raise ValueError(f"text statistics need at least 2 caption tokens, got {count}")
+    count, total, sq, _ = _token_sums(path, caption_idx, limit, outer=False)
     mean = total / count
     var = np.maximum(sq - count * np.square(mean), 0.0) / (count - 1)
     return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
@@ -445,29 +436,37 @@ def token_stats(
 
 def token_covariance(
     path: str | Path, caption_idx: Sequence[int], limit: int = 20000
-) -> np.ndarray:
-    """Covariance (D, D), float64, of every token of the given captions in the embedding
-    table (the same captions as ``token_stats``: at most ``limit``, evenly spaced), for
-    ``model.text_whiten``; one caption at a time."""
-    tbl, dim = read_embeddings(path)
-    total, outer, count = np.zeros(dim), np.zeros((dim, dim)), 0
-    for i in _spaced(caption_idx, limit):
-        e = _caption_tokens(tbl, dim, i).astype(np.float64)
-        total += e.sum(0)
-        outer += e.T @ e
-        count += len(e)
-    if count < 2:
-        raise ValueError(f"text statistics need at least 2 caption tokens, got {count}")
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``token_stats``' mean and std (D,) and the tokens' covariance (D, D), float64, from
+    the same captions in one pass, for ``model.text_whiten``."""
+    count, total, sq, outer = _token_sums(path, caption_idx, limit, outer=True)
     mean = total / count
-    return (outer - count * np.outer(mean, mean)) / (count - 1)
+    var = np.maximum(sq - count * np.square(mean), 0.0) / (count - 1)
+    cov = (outer - count * np.outer(mean, mean)) / (count - 1)
+    return mean.astype(np.float32), np.sqrt(var).astype(np.float32), cov
 
 
-def _spaced(caption_idx: Sequence[int], limit: int) -> list[int]:
-    """``caption_idx``, or ``limit`` of them evenly spaced if there are more."""
+def _token_sums(
+    path: str | Path, caption_idx: Sequence[int], limit: int, outer: bool
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(token count, sum, sum of squares, sum of outer products if ``outer``) over every token
+    of the given captions (at most ``limit``, evenly spaced), in float64."""
+    tbl, dim = read_embeddings(path)
     idx = list(caption_idx)
     if len(idx) > limit:
         idx = [idx[int(k)] for k in np.linspace(0, len(idx) - 1, limit)]
-    return idx
+    total, sq, count = np.zeros(dim), np.zeros(dim), 0
+    prod = np.zeros((dim, dim)) if outer else None
+    for i in idx:
+        e = _caption_tokens(tbl, dim, i).astype(np.float64)
+        total += e.sum(0)
+        sq += np.square(e).sum(0)
+        if prod is not None:
+            prod += e.T @ e
+        count += len(e)
+    if count < 2:
+        raise ValueError(f"text statistics need at least 2 caption tokens, got {count}")
+    return count, total, sq, prod
 
 
 # --------------------------------------------------------------------------- decode stage

@@ -137,10 +137,12 @@ def train(
     step0, mb0, ckpt = data_position(run)
     text_stats = None
     if cfg.model.text_norm and ckpt is None:  # a resumed run has them in its checkpoint
-        mean, std = token_stats(emb_path, range(len(captions)))
-        text_stats = {"mean": mean.tolist(), "std": std.tolist()}
-        if cfg.model.text_whiten:
-            text_stats["cov"] = token_covariance(emb_path, range(len(captions))).astype(np.float32)
+        if cfg.model.text_whiten:  # one pass over the captions for mean, std and covariance
+            mean, std, cov = token_covariance(emb_path, range(len(captions)))
+            text_stats = {"mean": mean.tolist(), "std": std.tolist(), "cov": cov.astype(np.float32)}
+        else:
+            mean, std = token_stats(emb_path, range(len(captions)))
+            text_stats = {"mean": mean.tolist(), "std": std.tolist()}
     total_mb = cfg.steps * cfg.grad_accum
     if ckpt is not None:
         log.info("resuming run %s from step %d (micro-batch %d, %s)", run, step0, mb0, ckpt.name)
