@@ -56,6 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--text-lr", type=float, default=1.0,
+                   help="learning-rate multiplier of the parameters named by --text-lr-params")  # fmt: skip
+    p.add_argument("--text-lr-params", default="text_embed.,.cross.k.,.cross.v.",
+                   help="comma-separated name fragments of the parameters --text-lr scales")  # fmt: skip
     p.add_argument("--ema", type=float, default=0.99)
     p.add_argument("--betas", default="0.9,0.999", help="AdamW betas (the trainer: 0.9,0.99)")
     p.add_argument("--repeats", type=int, default=1, help="shots per training combination")
@@ -214,7 +218,12 @@ class Tuner:
             cov = torch.cov(tokens.T.double()) if self.mcfg.text_whiten else None
             self.model.set_text_stats(tokens.mean(0), tokens.std(0), cov)
         betas = tuple(map(float, args.betas.split(",")))
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=args.lr, betas=betas,
+        text_path = tuple(args.text_lr_params.split(","))
+        named = list(self.model.named_parameters())
+        text_params = [p for n, p in named if any(k in "." + n for k in text_path)]
+        other = [p for n, p in named if not any(k in "." + n for k in text_path)]
+        groups = [{"params": other, "scale": 1.0}, {"params": text_params, "scale": args.text_lr}]
+        self.opt = torch.optim.AdamW(groups, lr=args.lr, betas=betas,
                                      weight_decay=0.0)  # fmt: skip
         self.ema = EMA(self.model, args.ema)
         self.gen = torch.Generator().manual_seed(args.seed)
@@ -234,7 +243,7 @@ class Tuner:
     def step(self, step: int) -> float:
         lr = self.a.lr * min(1.0, step / max(self.a.warmup, 1))
         for g in self.opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g["scale"]
         x0, text, mask = self.batch()
         loss, _, _ = flow_loss(self.model, x0, text, mask, self.fcfg, generator=self.gen)
         self.opt.zero_grad(set_to_none=True)
