@@ -29,7 +29,6 @@ from common.raylib import init_ray  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
 from train.data import (  # noqa: E402
     build_rank_dataset,
-    embed_captions,
     make_plan_dataset,
     pair_files,
     plan_rows,
@@ -37,6 +36,7 @@ from train.data import (  # noqa: E402
     unique_captions,
     unpack_batch,
 )
+from train.embeddings import embed_captions  # noqa: E402
 from train.flow import flow_loss  # noqa: E402
 from train.model import DiT, ModelConfig, model_flops  # noqa: E402
 from train.synthetic_pairs import make_synthetic_pairs  # noqa: E402

@@ -16,8 +16,8 @@ from train.data import (
     plan_rows,
     scan_pairs,
     unique_captions,
-    write_embeddings,
 )
+from train.embeddings import write_embeddings
 from train.synthetic_pairs import make_synthetic_pairs
 
 CAPTION = (

@@ -13,21 +13,23 @@ import pytest
 from train.config import TrainConfig
 from train.data import (
     build_rank_dataset,
-    embed_captions,
     epoch_batches,
     frame_indices,
     load_local_batch,
-    lookup_text,
     make_plan_dataset,
     nearest_bucket,
     pair_files,
     plan_rows,
-    read_embeddings,
     scan_pairs,
-    token_covariance,
-    token_stats,
     unique_captions,
     unpack_batch,
+)
+from train.embeddings import (
+    embed_captions,
+    lookup_text,
+    read_embeddings,
+    token_covariance,
+    token_stats,
     write_embeddings,
 )
 from train.synthetic_pairs import make_synthetic_pairs

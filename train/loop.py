@@ -2,7 +2,7 @@
 on each rank (``TorchTrainer``, Ray Train V2).
 
 Driver: writes ``RUN/train_config.json``, indexes the pair shards, embeds every caption and
-sample prompt once (``train.data.embed_captions``), reads the data position of the latest
+sample prompt once (``train.embeddings.embed_captions``), reads the data position of the latest
 checkpoint under ``RUN`` and plans the batches from there, then runs ``TorchTrainer`` with
 ``RunConfig(name=RUN.name, storage_path=RUN.parent)`` so checkpoints land in ``RUN/``.
 Rerunning the same command resumes.
@@ -48,18 +48,15 @@ from train.checkpoint import (
 from train.config import TrainConfig
 from train.data import (
     RankDataConfig,
-    embed_captions,
-    lookup_text,
     make_plan_dataset,
     pair_files,
     pairs_total,
     plan_rows,
     scan_pairs,
-    token_covariance,
-    token_stats,
     unique_captions,
     unpack_batch,
 )
+from train.embeddings import embed_captions, lookup_text, token_covariance, token_stats
 from train.flow import EMA, euler_sample, flow_loss, prior_noise, shift_for_tokens
 
 log = logging.getLogger(__name__)
