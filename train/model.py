@@ -103,9 +103,9 @@ class ModelConfig:
     captions' tokens instead of scaling each dimension alone (ZCA: ``(x - mean) @ U diag(1 /
     sqrt(lambda + eps)) U^T``, buffer ``text_proj`` of (text_dim, text_dim)). A direction that
     only a few words vary along (the direction word's) then counts as much as the shared ones.
-    Off by default: on the text-faithfulness runner's clips it brought the direction's sign
-    a few hundred steps sooner, on the demo's captions it cost the colour
-    (benchmarks/RESULTS.md, "The demo", stop 27)."""
+    Off by default: on the text-faithfulness runner's clips two seeds had the direction's
+    sign by 1500 steps, where the baseline had it in 1 of 4 runs; on the demo's captions it
+    cost the colour (benchmarks/RESULTS.md, "The demo", stops 27-28)."""
     text_whiten_eps: float = 0.01
     """``text_whiten``'s regulariser, as a fraction of the covariance's mean eigenvalue: a
     direction the training captions hardly vary along is scaled up by at most
