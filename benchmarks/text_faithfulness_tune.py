@@ -219,10 +219,9 @@ class Tuner:
             self.model.set_text_stats(tokens.mean(0), tokens.std(0), cov)
         betas = tuple(map(float, args.betas.split(",")))
         text_path = tuple(args.text_lr_params.split(","))
-        named = list(self.model.named_parameters())
-        text_params = [p for n, p in named if any(k in "." + n for k in text_path)]
-        other = [p for n, p in named if not any(k in "." + n for k in text_path)]
-        groups = [{"params": other, "scale": 1.0}, {"params": text_params, "scale": args.text_lr}]
+        groups = [{"params": [], "scale": 1.0}, {"params": [], "scale": args.text_lr}]
+        for n, p in self.model.named_parameters():
+            groups[any(k in "." + n for k in text_path)]["params"].append(p)
         self.opt = torch.optim.AdamW(groups, lr=args.lr, betas=betas,
                                      weight_decay=0.0)  # fmt: skip
         self.ema = EMA(self.model, args.ema)
