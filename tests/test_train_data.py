@@ -187,7 +187,13 @@ def test_tiny_dataset_spread_over_buckets_still_forms_batches(pairs):
 def test_train_config_rejects_bad_values_naming_the_field():
     from common.config import ConfigError
 
-    for field, value in (("torch_threads", -1), ("image_fraction", 1.5), ("strategy", "zero")):
+    for field, value in (
+        ("torch_threads", -1),
+        ("image_fraction", 1.5),
+        ("strategy", "zero"),
+        ("lr_decay", "step"),
+        ("lr_final", 2.0),
+    ):
         with pytest.raises(ConfigError, match=f"train.{field}"):
             _cfg(**{field: value})
     assert _cfg(torch_threads=2).torch_threads == 2

@@ -11,7 +11,7 @@ import pytest
 
 from train.config import TrainConfig
 from train.data import pair_files, scan_pairs
-from train.loop import train
+from train.loop import learning_rate, train
 from train.model import ModelConfig
 from train.synthetic_pairs import make_synthetic_pairs
 from train.text import TextConfig
@@ -176,3 +176,18 @@ def test_fsdp2_with_grad_accum_trains_checkpoints_and_resumes(ray_session, pairs
     assert not np.allclose(model.text_proj.numpy(), np.eye(len(cov)))
     summary = train([str(pairs)], run, replace(cfg, steps=6))
     assert summary["resumed"] and summary["start_step"] == 4 and summary["final_step"] == 6
+
+
+def test_learning_rate_warms_up_then_follows_the_decay():
+    def lrs(**kw):
+        cfg = TrainConfig(lr=1.0, warmup=10, steps=110, **kw)
+        return [learning_rate(cfg, s) for s in range(cfg.steps)]
+
+    const, cos, lin = lrs(), lrs(lr_decay="cosine"), lrs(lr_decay="linear", lr_final=0.1)
+    for sched in (const, cos, lin):
+        assert sched[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert const[10:] == [1.0] * 100
+    assert cos[59] == pytest.approx(0.5) and cos[-1] == pytest.approx(0.0)
+    assert lin[59] == pytest.approx(0.55) and lin[-1] == pytest.approx(0.1)
+    assert sorted(cos[9:], reverse=True) == cos[9:]
+    assert sorted(lin[9:], reverse=True) == lin[9:]

@@ -71,9 +71,15 @@ class TrainConfig:
     steps: int = 300
     """Optimizer steps to train (a rerun with a larger value continues)."""
     lr: float = 1e-3
-    """Peak AdamW learning rate (reached after ``warmup`` steps, constant after)."""
+    """Peak AdamW learning rate (reached after ``warmup`` steps; after it, see ``lr_decay``)."""
     warmup: int = 20
     """Linear learning-rate warmup steps."""
+    lr_decay: str = "none"
+    """Learning rate after the warmup: ``none`` (constant), ``cosine`` or ``linear`` (from
+    ``lr`` down to ``lr * lr_final`` at ``steps``). A run continued with a larger ``steps``
+    follows the schedule of the new ``steps``."""
+    lr_final: float = 0.0
+    """Final learning rate of ``lr_decay``, as a fraction of ``lr``."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     betas: tuple[float, ...] = (0.9, 0.99)
@@ -141,6 +147,12 @@ class TrainConfig:
         for name in ("num_frames", "batch_size", "steps", "grad_accum", "workers", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr_decay not in ("none", "cosine", "linear"):
+            raise ConfigError(
+                f"train.lr_decay must be 'none', 'cosine' or 'linear', got {self.lr_decay!r}"
+            )
+        if not 0.0 <= self.lr_final <= 1.0:
+            raise ConfigError(f"train.lr_final must be in [0, 1], got {self.lr_final}")
         if self.torch_threads < 0:
             raise ConfigError(f"train.torch_threads must be >= 0, got {self.torch_threads}")
         for name in (

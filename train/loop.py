@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -215,6 +216,20 @@ def train(
 
 
 # --------------------------------------------------------------------------- worker
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """The learning rate of optimizer step ``step`` (0-based): linear warmup to ``cfg.lr``,
+    then constant or decayed to ``cfg.lr * cfg.lr_final`` at ``cfg.steps`` (``cfg.lr_decay``)."""
+    if step + 1 < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    if cfg.lr_decay == "none":
+        return cfg.lr
+    span = max(1, cfg.steps - max(cfg.warmup, 1))
+    frac = min(1.0, max(0.0, (step + 1 - max(cfg.warmup, 1)) / span))  # 0 → 1 over the decay
+    if cfg.lr_decay == "cosine":
+        frac = 0.5 * (1.0 - math.cos(math.pi * frac))
+    return cfg.lr * (1.0 - (1.0 - cfg.lr_final) * frac)
 
 
 def make_optimizer(
@@ -483,7 +498,7 @@ class _Worker:
         cfg = self.cfg
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        lr = cfg.lr * min(1.0, (self.step + 1) / max(1, cfg.warmup))
+        lr = learning_rate(cfg, self.step)
         for g in self.opt.param_groups:
             g["lr"] = lr
         self.opt.step()
