@@ -3,6 +3,7 @@ worker is restarted from the last checkpoint. Two workers, a tiny DiT, tiny synt
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -114,6 +115,18 @@ def test_killed_worker_restarts_from_checkpoint_then_rerun_resumes(reference, pa
     starts = [e for e in _log(run, 1) if e.get("event") == "start"]
     assert starts[-1]["resumed_from_step"] == 8
     _assert_same_as_reference(run, ref, range(8, 11))
+
+
+def test_max_minutes_stops_with_a_checkpoint_then_rerun_continues(reference, pairs, tmp_path):
+    ref, _ = reference
+    run = tmp_path / "budget"
+    # A budget spent by the first step: both ranks stop there (rank 0's clock decides).
+    summary = train([str(pairs)], run, dataclasses.replace(_cfg(20), max_minutes=1e-9))
+    assert summary["final_step"] == 1 and summary["checkpoint"]
+    assert sorted(_by_mb(_log(run, 0))) == sorted(_by_mb(_log(run, 1))) == [0]
+    summary = train([str(pairs)], run, _cfg(4))
+    assert summary["resumed"] and summary["start_step"] == 1 and summary["final_step"] == 4
+    _assert_same_as_reference(run, ref, range(4))
 
 
 def test_fsdp2_with_grad_accum_trains_checkpoints_and_resumes(ray_session, pairs, tmp_path):

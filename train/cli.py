@@ -35,7 +35,8 @@ caption_short instead of its dense caption, so that short prompts work too.
 Training: DDP (default) or FSDP2 (--set strategy=fsdp), bf16 autocast on GPU
 (--set precision=bf16), gradient accumulation and clipping, AdamW with warmup, EMA,
 activation checkpointing and torch.compile as options. Metrics (loss, loss by timestep bin,
-samples/s, tokens/s, data wait) go to ray.train.report and TensorBoard (RUN/tb).
+samples/s, tokens/s, data wait) go to the log and TensorBoard (RUN/tb) every log_every steps,
+and to ray.train.report with each checkpoint.
 
 RUN holds everything: train_config.json (the resolved config), checkpoints (checkpoint_*/:
 model, EMA, optimizer, data position), batches/rank<r>.jsonl (every micro-batch: content hash,

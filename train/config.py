@@ -70,6 +70,10 @@ class TrainConfig:
     # -- optimisation
     steps: int = 300
     """Optimizer steps to train (a rerun with a larger value continues)."""
+    max_minutes: float = 0.0
+    """Stop this invocation after this many minutes of training steps, even before ``steps``
+    (0 = no limit): the step reached gets a checkpoint and a rerun continues towards ``steps``.
+    The demo sets it to stay within its time on a slow machine."""
     lr: float = 1e-3
     """Peak AdamW learning rate (reached after ``warmup`` steps; after it, see ``lr_decay``)."""
     warmup: int = 20
@@ -123,7 +127,8 @@ class TrainConfig:
     sample_steps: int = 10
     """Euler steps for the sample videos."""
     log_every: int = 10
-    """Report metrics (ray.train.report, TensorBoard) every N steps."""
+    """Log metrics (the log line, TensorBoard) every N steps; Ray Train gets them with each
+    checkpoint (``checkpoint_every``), as a ``ray.train.report`` waits for Ray's controller."""
     seed: int = 0
     """Seed of the model init, the data order and the noise."""
     max_failures: int = 1
@@ -147,6 +152,8 @@ class TrainConfig:
         for name in ("num_frames", "batch_size", "steps", "grad_accum", "workers", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_minutes < 0:
+            raise ConfigError(f"train.max_minutes must be >= 0, got {self.max_minutes}")
         if self.lr_decay not in ("none", "cosine", "linear"):
             raise ConfigError(
                 f"train.lr_decay must be 'none', 'cosine' or 'linear', got {self.lr_decay!r}"

@@ -12,9 +12,11 @@ restores model, EMA and optimizer from ``ray.train.get_checkpoint()``, then for 
 micro-batch from ``get_dataset_shard("train")``: encode to latents (identity or VAE), rectified
 flow loss (noise drawn from a generator seeded by (seed, micro-batch, rank), so a resumed run
 draws the same noise), bf16 autocast on GPU, gradient accumulation, clipping, AdamW with linear
-warmup, EMA. Every ``log_every`` steps: ``ray.train.report`` (loss, loss by t-bin, samples/s,
-tokens/s, share of time waiting on data) and TensorBoard (``RUN/tb/``). Every
-``checkpoint_every`` steps: ``train.checkpoint.save_checkpoint`` reported as a Ray checkpoint.
+warmup, EMA. Every ``log_every`` steps: the log line and TensorBoard (``RUN/tb/``: loss, loss by
+t-bin, samples/s, tokens/s, share of time waiting on data). Every ``checkpoint_every`` steps:
+``train.checkpoint.save_checkpoint``, reported with those metrics as a Ray checkpoint. Only then:
+``ray.train.report`` waits until Ray's controller has taken the previous report, which it polls
+every 2 s, so a report every few steps throttled the tiny model's training by a third.
 Each micro-batch is recorded in ``RUN/batches/rank<r>.jsonl`` (step, micro-batch, content hash,
 clip ids, loss; ``start`` lines mark (re)starts). Sample videos for ``sample_prompts`` go to
 ``RUN/samples/step_XXXXXX_<i>.mp4``.
@@ -203,6 +205,14 @@ def train(
     )
     result = trainer.fit()
     final_step, _, last = data_position(run)
+    if final_step < cfg.steps:
+        log.warning(
+            "run %s stopped at step %d of %d (train.max_minutes=%g); rerun to continue",
+            run,
+            final_step,
+            cfg.steps,
+            cfg.max_minutes,
+        )
     return {
         "run": str(run),
         "start_step": step0,
@@ -300,6 +310,7 @@ class _Worker:
         self.codec = build_latent_codec(lat)
         model = DiT.from_config(cfg.model, config["text_dim"], in_channels=self.codec.channels)
         self.step, self.mb = 0, 0
+        self.out_of_time, self.t_train = False, time.perf_counter()
         ckpt = ray.train.get_checkpoint()
         ckpt_dir = None
         with contextlib.ExitStack() as stack:
@@ -434,7 +445,7 @@ class _Worker:
         batches = shard.iter_batches(
             batch_size=1, batch_format="numpy", prefetch_batches=cfg.prefetch_batches
         )
-        t_wait = time.perf_counter()
+        t_wait = self.t_train = time.perf_counter()
         for raw in batches:
             b = unpack_batch(raw)
             self.data_wait += time.perf_counter() - t_wait
@@ -450,6 +461,7 @@ class _Worker:
             self.mb += 1
             if last:
                 self._optimizer_step()
+                self.out_of_time = self._out_of_time()
                 if crash and crash["rank"] == self.rank and crash["step"] == self.step:
                     marker = Path(crash["marker"])
                     if not marker.exists():
@@ -471,11 +483,32 @@ class _Worker:
                     "errors": json.loads(b["errors"]) or None,
                 }
             )
-            if self.step >= cfg.steps:
+            if self.step >= cfg.steps or self.out_of_time:
                 break
             t_wait = time.perf_counter()
         if self.tb is not None:
             self.tb.close()
+
+    def _out_of_time(self) -> bool:
+        """Whether ``train.max_minutes`` has passed (rank 0's clock, so every rank agrees)."""
+        import torch.distributed as dist
+
+        if self.cfg.max_minutes <= 0:
+            return False
+        over = time.perf_counter() - self.t_train >= self.cfg.max_minutes * 60.0
+        if self.world > 1 and dist.is_initialized():
+            flag = torch.tensor([float(over)], device=self.device)
+            dist.broadcast(flag, src=0)
+            over = bool(flag.item())
+        if over and self.rank == 0:
+            log.warning(
+                "train.max_minutes (%g) reached at step %d of %d: saving a checkpoint and "
+                "stopping; rerun the same command to continue",
+                self.cfg.max_minutes,
+                self.step,
+                self.cfg.steps,
+            )
+        return over
 
     def _micro_step(self, b: dict[str, Any], last: bool) -> float:
         cfg = self.cfg
@@ -510,7 +543,7 @@ class _Worker:
         import ray.train
 
         cfg = self.cfg
-        final = self.step >= cfg.steps
+        final = self.step >= cfg.steps or self.out_of_time
         do_ckpt = final or self.step % max(1, cfg.checkpoint_every) == 0
         do_log = do_ckpt or self.step % cfg.log_every == 0
         do_sample = cfg.sample_every >= 0 and (
@@ -534,7 +567,7 @@ class _Worker:
                 metrics["loss"],
                 metrics["samples_per_s"],
             )
-        if do_ckpt:
+        if do_ckpt:  # the only ray.train.report (see the module docstring)
             tmp = Path(tempfile.mkdtemp(prefix="spacetime_ckpt_"))
             try:
                 self._save(tmp)
@@ -542,8 +575,6 @@ class _Worker:
                 ray.train.report(metrics, checkpoint=ckpt)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            ray.train.report(metrics)
         self._reset_metrics()
 
     def _save(self, d: Path) -> None:
