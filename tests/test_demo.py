@@ -51,6 +51,13 @@ def test_demo_end_to_end_reduced(tmp_path, ray_session):
     info = video_info(videos[0])
     assert info["num_frames"] >= 4 and info["width"] >= 32 and info["height"] >= 32, info
 
+    # The model trained on the moving-object clips only, under the demo's time limit.
+    from common.demo import MOVING_OBJECTS
+
+    train_cfg = json.loads((out / "run" / "train_config.json").read_text())["train"]
+    assert train_cfg["where"] == json.loads(json.dumps(MOVING_OBJECTS))
+    assert train_cfg["max_minutes"] == 11.0 and train_cfg["steps"] == 12
+
     # A checkpoint was written and the report page has its sections and embedded figures.
     assert any((out / "run").rglob("ema.safetensors"))
     page = (data / "report" / "index.html").read_text()
