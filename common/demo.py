@@ -36,8 +36,8 @@ MOVING_OBJECTS = (
 """``train.where`` of the demo's default training set: the clips of one object moving one way
 under a still camera. Trained on every clip (with the pans, tilts, zooms and still shots) no
 run of the tiny model learned the direction's sign by 4500 steps; on these alone the sign
-came in 60-76% of clips within the axis at 3000 steps and in 89% at 4500 in one run
-(benchmarks/RESULTS.md, "The demo", stops 25-26 and 29)."""
+came in 60-91% of clips within the axis at 3000 steps and in 69-94% at 4500 (three runs,
+benchmarks/RESULTS.md, "The demo", stops 25-26 and 29)."""
 
 DEMO_SIZES = ((64, 64), (96, 96), (80, 80))
 """Frame sizes of the demo's synthetic videos: square, so every shape clip trains in the
@@ -93,9 +93,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "About 11 minutes on 2 CPU cores (training stops at --train-minutes). Rerunning "
             "resumes finished steps. By default the tiny model trains 4500 steps on the clips "
             "of one object moving under a still camera (--train-on moving); it learns the "
-            "colour and, in most clips, the direction: one run read the prompt's colour in all "
-            "64 clips of benchmarks/demo_prompts.py and its direction in 87.5% (chance 12.5% "
-            "and 25%), but 62.5% at 4000 steps. Trained on every clip (--train-on all) no run "
+            "colour and, in most clips, the direction: the default run read the prompt's colour in "
+            "all 64 clips of benchmarks/demo_prompts.py and its direction in 68.8% (chance "
+            "12.5% and 25%; 'left' prompts mostly moved right), seed 1 in 93.8%. Trained on "
+            "every clip (--train-on all) no run "
             "learned the direction's sign by 4500 steps (benchmarks/RESULTS.md, 'The demo', "
             "stops 25-26 and 29)."
         ),
