@@ -93,12 +93,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "About 11 minutes on 2 CPU cores (training stops at --train-minutes). Rerunning "
             "resumes finished steps. By default the tiny model trains 4500 steps on the clips "
             "of one object moving under a still camera (--train-on moving); it learns the "
-            "colour and, in most clips, the direction: the default run read the prompt's colour in "
-            "all 64 clips of benchmarks/demo_prompts.py and its direction in 68.8% (chance "
-            "12.5% and 25%; 'left' prompts mostly moved right), seeds 1 and 2 in 93.8% and 67.2%. "
-            "Trained on "
-            "every clip (--train-on all) no run "
-            "learned the direction's sign by 4500 steps (benchmarks/RESULTS.md, 'The demo', "
+            "colour and, in most clips, the direction: the default run read the prompt's "
+            "colour in all 64 clips of benchmarks/demo_prompts.py and its direction in 68.8% "
+            "(chance 12.5% and 25%; 'left' prompts mostly moved right), seeds 1 and 2 in 93.8% "
+            "and 67.2%. Trained on every clip (--train-on all) no run learned the direction's "
+            "sign by 4500 steps (benchmarks/RESULTS.md, 'The demo', "
             "stops 25-26 and 29)."
         ),
     )

@@ -235,8 +235,8 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     if cfg.lr_decay == "none":
         return cfg.lr
-    span = max(1, cfg.steps - max(cfg.warmup, 1))
-    frac = min(1.0, max(0.0, (step + 1 - max(cfg.warmup, 1)) / span))  # 0 → 1 over the decay
+    start = max(cfg.warmup, 1)  # the decay runs from the end of the warmup to ``steps``
+    frac = min(1.0, max(0.0, (step + 1 - start) / max(1, cfg.steps - start)))  # 0 → 1
     if cfg.lr_decay == "cosine":
         frac = 0.5 * (1.0 - math.cos(math.pi * frac))
     return cfg.lr * (1.0 - (1.0 - cfg.lr_final) * frac)
@@ -310,7 +310,7 @@ class _Worker:
         self.codec = build_latent_codec(lat)
         model = DiT.from_config(cfg.model, config["text_dim"], in_channels=self.codec.channels)
         self.step, self.mb = 0, 0
-        self.out_of_time, self.t_train = False, time.perf_counter()
+        self.out_of_time = False  # train.max_minutes spent (rank 0's clock, from run_loop)
         ckpt = ray.train.get_checkpoint()
         ckpt_dir = None
         with contextlib.ExitStack() as stack:
