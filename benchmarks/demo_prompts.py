@@ -1,11 +1,14 @@
 """Does the demo's model follow its prompts? Reads its clips with the text-faithfulness oracle.
 
-    python benchmarks/demo_prompts.py demo_out/run [--seeds 2] [--first-sentence]
+    python benchmarks/demo_prompts.py demo_out/run [--seeds 2] [--first-sentence] [--same-noise]
 
 Generates one clip per colour x direction of the synthetic footage (8 x 4 prompts per
 seed, seeds 0, 100, 200, ...) with ``train.generate.generate``, reads each with
 ``curate.oracle.read_clip`` and prints colour, direction, direction axis (sign ignored) and
-both accuracies against chance, the object presence, and what was read.
+both accuracies against chance, the object presence, what was read, and the right
+directions by colour. Prompt ``i`` of a seed starts from noise ``seed + i``; with
+``--same-noise`` all 32 prompts of a seed start from the same noise, so a noise that draws
+one direction whatever the prompt says counts against every direction alike.
 
 The prompts are what ``recaption --backend attributes`` writes for such a clip, because
 that is the text the demo's model was trained on: by default its whole caption ("A red
@@ -70,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="sampling timestep shift (default: the training shift for the token count)",
     )
+    p.add_argument(
+        "--same-noise",
+        action="store_true",
+        help="start every prompt of a seed from that seed's noise (paired prompts)",
+    )
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
 
@@ -93,14 +101,17 @@ def main(argv: list[str] | None = None) -> int:
             shift=args.shift,
             seed=100 * k,
             device=args.device,
+            same_noise=args.same_noise,
         )
         for (c, d), v in zip(truth, videos, strict=True):
             r = read_clip(v)
             rows.append(dict(color=c, direction=d, read_color=r.color,
                              read_direction=r.direction, presence=r.presence))  # fmt: skip
     s = summarize(rows)
-    at = (f" at {args.size}" if args.size else "") + (
-        f", cfg {args.cfg:g}" if args.cfg is not None else ""
+    at = (
+        (f" at {args.size}" if args.size else "")
+        + (f", cfg {args.cfg:g}" if args.cfg is not None else "")
+        + (", same noise per seed" if args.same_noise else "")
     )
     print(
         f"demo prompts: {len(prompts)} prompts x {args.seeds} seeds = {s['n']} clips{at}, {args.run}"
@@ -122,6 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     for d in DIRECTIONS:
         got = Counter(r["read_direction"] for r in rows if r["direction"] == d)
         print(f"  {d:>5s}: " + " / ".join(str(got[x]) for x in (*DIRECTIONS, None)))
+    print("right direction by colour, of", args.seeds, "per cell (" + " / ".join(DIRECTIONS) + "):")
+    for c in COLORS:
+        hit = Counter(
+            r["direction"]
+            for r in rows
+            if r["color"] == c and r["read_direction"] == r["direction"]
+        )
+        print(f"  {c:>6s}: " + " / ".join(str(hit[d]) for d in DIRECTIONS))
     return 0
 
 

@@ -52,6 +52,17 @@ def test_generate_shapes_defaults_and_seeds(run_dir):
     assert other[0].shape == (2, 8, 16, 3)
 
 
+def test_same_noise_starts_every_prompt_from_the_seed_noise(run_dir):
+    same = generate(run_dir, ["a blue square", "a blue square", "a red circle"], seed=5,
+                    same_noise=True)  # fmt: skip
+    assert np.array_equal(same[0], same[1])  # one prompt, one noise: one video
+    assert not np.array_equal(same[0], same[2])  # the text still changes it
+    # Each equals its prompt generated alone from seed 5 (as prompt 0 of a batch).
+    assert np.array_equal(same[2], generate(run_dir, ["a red circle"], seed=5)[0])
+    apart = generate(run_dir, ["a blue square", "a blue square"], seed=5)
+    assert not np.array_equal(apart[0], apart[1])  # seeds 5 and 6
+
+
 def test_sampling_shift_defaults_to_the_training_shift_and_can_be_overridden(run_dir):
     # The run's flow config has base_shift 1: its training shift at any token count is 1.
     default = generate(run_dir, ["a red circle moving left"], seed=3)[0]
@@ -112,3 +123,17 @@ def test_generate_cli_with_prompts_file(run_dir, tmp_path, capsys):
     assert generate_cli(args) == 0 and (tmp_path / "one.mp4").exists()
     args = parser.parse_args([str(tmp_path / "norun"), "x", "-o", str(tmp_path / "x.mp4")])
     assert generate_cli(args) == 1
+    # --same-noise: one prompt twice gives one video twice.
+    twice = tmp_path / "twice.txt"
+    twice.write_text("a red circle\na red circle\n")
+    common = ["--prompts-file", str(twice), "--steps", "2", "--frames", "2", "--size", "16x16"]
+    args = parser.parse_args(
+        [str(run_dir), *common, "-o", str(tmp_path / "same.mp4"), "--same-noise"]
+    )
+    assert generate_cli(args) == 0
+    a, b = (decode_mp4(tmp_path / f"same_{i:03d}.mp4") for i in range(2))
+    assert np.array_equal(a, b)
+    args = parser.parse_args([str(run_dir), *common, "-o", str(tmp_path / "apart.mp4")])
+    assert generate_cli(args) == 0
+    a, b = (decode_mp4(tmp_path / f"apart_{i:03d}.mp4") for i in range(2))
+    assert not np.array_equal(a, b)

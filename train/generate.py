@@ -9,7 +9,8 @@ and returns ``uint8`` videos ``(T, H, W, 3)``. ``write_videos`` writes them as M
 CLI glue for ``spacetime generate`` (the parser lives in ``train/cli.py``):
 ``add_generate_arguments(parser)`` adds the flags and ``generate_cli(args) -> int`` runs them.
 Prompt ``i`` uses noise seeded with ``seed + i``, so a prompt's video does not depend on
-the other prompts in the batch.
+the other prompts in the batch; with ``same_noise`` every prompt starts from the noise of
+``seed``, so two prompts' videos differ only by what their text does.
 """
 
 from __future__ import annotations
@@ -60,12 +61,14 @@ def generate(
     device: str = "cpu",
     batch_size: int = 8,
     shift: float | None = None,
+    same_noise: bool = False,
 ) -> list[np.ndarray]:
     """Videos (T, H, W, 3) uint8, one per prompt, from the run's latest EMA weights.
 
     ``frames``/``size=(width, height)`` default to the training shape recorded in the
     checkpoint; ``steps``/``cfg_scale`` to its flow config; ``shift`` (the sampling timestep
-    shift) to the training shift for this token count.
+    shift) to the training shift for this token count. Prompt ``i`` starts from noise seeded
+    with ``seed + i``, or with ``seed`` for every prompt when ``same_noise``.
     """
     if not prompts:
         return []
@@ -121,7 +124,9 @@ def generate(
         noise = torch.stack(
             [
                 prior_noise(
-                    lshape, flow.frame_noise_share, torch.Generator().manual_seed(seed + start + i)
+                    lshape,
+                    flow.frame_noise_share,
+                    torch.Generator().manual_seed(seed if same_noise else seed + start + i),
                 )
                 for i in range(len(chunk))
             ]
@@ -208,6 +213,12 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="noise seed (prompt i uses seed+i)")
     parser.add_argument(
+        "--same-noise",
+        action="store_true",
+        help="start every prompt from the noise of --seed, so the videos differ only by their "
+        "prompts (compare what a word changes)",
+    )
+    parser.add_argument(
         "--fps", type=float, default=None, help="frame rate of the MP4 (default: the training fps)"
     )
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
@@ -235,6 +246,7 @@ def generate_cli(args: argparse.Namespace) -> int:
             seed=int(getattr(args, "seed", 0) or 0),
             device=getattr(args, "device", "cpu") or "cpu",
             shift=getattr(args, "shift", None),
+            same_noise=bool(getattr(args, "same_noise", False)),
         )
     except (FileNotFoundError, ValueError, ImportError) as e:
         log.error("%s", e)
