@@ -193,6 +193,7 @@ def test_train_config_rejects_bad_values_naming_the_field():
         ("strategy", "zero"),
         ("lr_decay", "step"),
         ("lr_final", 2.0),
+        ("lr_decay_start", 1.0),
         ("max_minutes", -1.0),
     ):
         with pytest.raises(ConfigError, match=f"train.{field}"):

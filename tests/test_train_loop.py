@@ -204,3 +204,9 @@ def test_learning_rate_warms_up_then_follows_the_decay():
     assert lin[59] == pytest.approx(0.55) and lin[-1] == pytest.approx(0.1)
     assert sorted(cos[9:], reverse=True) == cos[9:]
     assert sorted(lin[9:], reverse=True) == lin[9:]
+    # lr_decay_start: constant until 0.5 * 110 = step 55, then linear to 0 at step 110.
+    late = lrs(lr_decay="linear", lr_decay_start=0.5)
+    assert late[10:54] == [1.0] * 44
+    assert late[54] == pytest.approx(1.0) and late[65] == pytest.approx(0.8)  # 11 of 55 steps
+    assert late[-1] == pytest.approx(0.0)
+    assert sorted(late[9:], reverse=True) == late[9:]

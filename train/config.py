@@ -84,6 +84,9 @@ class TrainConfig:
     follows the schedule of the new ``steps``."""
     lr_final: float = 0.0
     """Final learning rate of ``lr_decay``, as a fraction of ``lr``."""
+    lr_decay_start: float = 0.0
+    """Where ``lr_decay`` begins, as a fraction of ``steps`` (0 = at the end of the warmup; e.g.
+    0.7 keeps ``lr`` constant for 70% of the steps and decays over the last 30%)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     betas: tuple[float, ...] = (0.9, 0.99)
@@ -160,6 +163,8 @@ class TrainConfig:
             )
         if not 0.0 <= self.lr_final <= 1.0:
             raise ConfigError(f"train.lr_final must be in [0, 1], got {self.lr_final}")
+        if not 0.0 <= self.lr_decay_start < 1.0:
+            raise ConfigError(f"train.lr_decay_start must be in [0, 1), got {self.lr_decay_start}")
         if self.torch_threads < 0:
             raise ConfigError(f"train.torch_threads must be >= 0, got {self.torch_threads}")
         for name in (

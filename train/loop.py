@@ -230,12 +230,14 @@ def train(
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
     """The learning rate of optimizer step ``step`` (0-based): linear warmup to ``cfg.lr``,
-    then constant or decayed to ``cfg.lr * cfg.lr_final`` at ``cfg.steps`` (``cfg.lr_decay``)."""
+    then constant or decayed to ``cfg.lr * cfg.lr_final`` at ``cfg.steps`` (``cfg.lr_decay``),
+    the decay beginning at ``cfg.lr_decay_start * cfg.steps`` or the warmup's end if later."""
     if step + 1 < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     if cfg.lr_decay == "none":
         return cfg.lr
-    start = max(cfg.warmup, 1)  # the decay runs from the end of the warmup to ``steps``
+    # the decay runs from the end of the warmup (or lr_decay_start, if later) to ``steps``
+    start = max(cfg.warmup, 1, int(round(cfg.lr_decay_start * cfg.steps)))
     frac = min(1.0, max(0.0, (step + 1 - start) / max(1, cfg.steps - start)))  # 0 → 1
     if cfg.lr_decay == "cosine":
         frac = 0.5 * (1.0 - math.cos(math.pi * frac))
