@@ -92,13 +92,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "curate → recaption --backend attributes → train --preset tiny → generate → report. "
             "About 11 minutes on 2 CPU cores (training stops at --train-minutes). Rerunning "
             "resumes finished steps. By default the tiny model trains 4500 steps on the clips "
-            "of one object moving under a still camera (--train-on moving); it learns the "
-            "colour and, in most clips, the direction: the default run read the prompt's "
-            "colour in all 64 clips of benchmarks/demo_prompts.py and its direction in 68.8% "
-            "(chance 12.5% and 25%; 'left' prompts mostly moved right), seeds 1 and 2 in 93.8% "
-            "and 67.2%. Trained on every clip (--train-on all) no run learned the direction's "
+            "of one object moving under a still camera (--train-on moving), its learning rate "
+            "decaying over the last third; it learns the colour and, in most clips, the "
+            "direction: the default run read the prompt's colour in 93.8% of the 64 clips of "
+            "benchmarks/demo_prompts.py and its direction in 89.1% (chance 12.5% and 25%; a "
+            "few 'left' and 'down' prompts moved right or up); seeds 1, 2 and 3 read 98.4%, 100% "
+            "and 75.0%. Trained on every clip (--train-on all) no run learned the direction's "
             "sign by 4500 steps (benchmarks/RESULTS.md, 'The demo', "
-            "stops 25-26 and 29)."
+            "stops 25-26 and 29-30)."
         ),
     )
     p.add_argument(
