@@ -36,8 +36,9 @@ MOVING_OBJECTS = (
 """``train.where`` of the demo's default training set: the clips of one object moving one way
 under a still camera. Trained on every clip (with the pans, tilts, zooms and still shots) no
 run of the tiny model learned the direction's sign by 4500 steps; on these alone the sign
-came in 60-91% of clips within the axis at 3000 steps and in 69-94% at 4500 (three runs,
-benchmarks/RESULTS.md, "The demo", stops 25-26 and 29)."""
+came in 60-91% of clips within the axis at 3000 steps and in 69-94% at 4500 at a constant
+learning rate, 75-100% with the demo preset's late decay (benchmarks/RESULTS.md, "The demo",
+stops 25-26 and 29-30)."""
 
 DEMO_SIZES = ((64, 64), (96, 96), (80, 80))
 """Frame sizes of the demo's synthetic videos: square, so every shape clip trains in the
