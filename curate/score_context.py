@@ -126,7 +126,9 @@ class ScoreContext:
         matches their background (a blue shape on dim gray) still have contrast."""
         f = self._small_at(i)
         g = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.uint16)
-        return ((g + f.max(axis=-1)) // 2).astype(np.uint8)
+        # max over the three channels as two np.maximum: ~30x faster than f.max(axis=-1)
+        brightest = np.maximum(np.maximum(f[..., 0], f[..., 1]), f[..., 2])
+        return ((g + brightest) // 2).astype(np.uint8)
 
     @cached_property
     def pair_diffs(self) -> np.ndarray:
