@@ -73,7 +73,9 @@ class CurateConfig:
     split_num_cpus: float = 1.0
     """Ray CPUs reserved per source being split (its decoder runs in a child process)."""
     max_concurrency: int = 0
-    """Most sources split at once (0: as many as the cluster's CPUs allow)."""
+    """Most sources split at once (0: as many as the cluster's CPUs allow). A cap keeps no split
+    queued behind the running ones, so each next one waits to be scheduled (~0.1 s on a busy
+    2-core machine); to run fewer at once, raise ``split_num_cpus`` instead."""
     shard_max_rows: int = 1000
     """Most rows per output Parquet shard."""
     shard_max_mb: float = 256.0

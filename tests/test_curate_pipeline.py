@@ -204,3 +204,29 @@ def test_global_dedup_drops_become_rejects(monkeypatch, ray_session, tmp_path, b
     dropped = [r for r in read(out, "rejects") if r["stage"] == "dedup"]
     assert dropped[0]["clip_id"] == calls[0][0] and dropped[0]["kept_clip_id"] == calls[0][1]
     assert calls[0][0] not in {r["clip_id"] for r in read(out, "clips")}
+
+
+@pytest.mark.parametrize(
+    "overrides, models",
+    [({}, False), ({"split_num_cpus": 2.0, "max_concurrency": 3}, False), ({}, True)],
+)
+def test_wave_write_fuses_into_the_task_before_it(ray_session, tmp_path, overrides, models):
+    # the wave's write runs inside the split task (or the filter task after a model stage):
+    # Ray Data fuses the two operators only when their resources and concurrency agree
+    import ray
+
+    from curate.pipeline import FILTER_NUM_CPUS, _split_write_args
+
+    def _pass(batch):  # nested: pickled by value, the workers need not import this module
+        return batch
+
+    split_kw, write_kw = _split_write_args(CurateConfig(**overrides), models)
+    before = split_kw if not models else {"num_cpus": FILTER_NUM_CPUS}
+    ds = ray.data.from_items([{"a": i} for i in range(3)], override_num_blocks=3)
+    ds = ds.map_batches(_pass, batch_size=1, batch_format="pyarrow", **before)
+    ds.write_parquet(str(tmp_path / "w"), **write_kw)
+    ops = [
+        ln.split(":")[0] for ln in ds._write_ds.stats().splitlines() if ln.startswith("Operator")
+    ]
+    assert ops == ["Operator 0 FromItems", "Operator 1 MapBatches(_pass)->Write"]
+    assert len(list((tmp_path / "w").glob("*.parquet"))) == 3
