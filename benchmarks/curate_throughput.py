@@ -144,7 +144,7 @@ def curate(inp: Path, out: Path, workers: int) -> tuple[float, int, MemSampler, 
 
     # Workers: the splits run at once. All of the local Ray's CPUs (the default, max_concurrency
     # 0) is 2 workers; 1 worker is a cap of 1. A cap of 2 keeps no split queued behind the
-    # running ones, so each next split waited ~0.12 s to be scheduled on the busy 2-core box
+    # running ones, so each next split waited 0.11-0.15 s to be scheduled on the busy 2-core box
     # (stop 31, 32 tiny videos: 8.1-8.4 s against 6.2-6.8 s); splits asking for both CPUs
     # leave none for an idle worker, and the dedup after them waited for new ones (2.2-2.4 s
     # against 1.3-1.4 s).
