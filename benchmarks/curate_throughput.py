@@ -17,6 +17,10 @@ its library runs it) and the 2-worker speed-up over 1 worker.
 Targets: curate <= 1.5x detect-only, <= 2.5x one decode; 2 workers >= 1.8x one; peak memory
 flat as footage grows.
 
+``plain 1p/2p``: the throughput of two plain processes (no Ray) side by side, each running
+curate's ``split_source`` on all of the footage, over one process alone: what the machine
+itself allows 2 workers (shared cores, memory bandwidth), to read ``1w/2w`` against.
+
 ``cores 1w`` / ``cores 2w``: the machine's busy CPU cores on average during the curate runs
 (``/proc/stat``, every process: Ray's own and anything else running, so run it on an idle
 machine). One worker keeps its decoder child busy and Ray's processes (driver, raylet, the
@@ -125,6 +129,44 @@ def detect_only(paths: list[Path]) -> float:
     return time.perf_counter() - t
 
 
+def split_plain(paths: list[Path], barrier=None) -> float:
+    """Seconds for curate's ``split_source`` on each path in this process, no Ray (one OpenCV
+    thread, as in a split task); probing and a warm-up split come first, untimed, then the
+    timed loop starts after ``barrier`` (if given), so that side-by-side processes start
+    together."""
+    import cv2
+
+    from common.config import load_stage_config
+    from curate.clips import split_source
+    from curate.config import CurateConfig
+    from curate.probe import probe
+
+    cv2.setNumThreads(1)
+    cfg = load_stage_config(CurateConfig, "curate", "demo")
+    infos = [(str(p), probe(str(p))) for p in paths]
+    split_source(infos[0][0], "warm", infos[0][0], infos[0][1], cfg)
+    if barrier is not None:
+        barrier.wait()
+    t = time.perf_counter()
+    for path, info in infos:
+        split_source(path, Path(path).stem, path, info, cfg)
+    return time.perf_counter() - t
+
+
+def plain_scaling(paths: list[Path]) -> float:
+    """Throughput of two plain processes (no Ray) side by side, each splitting all of ``paths``,
+    over one process alone: what this machine allows 2 workers, whatever the footage's balance."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    one = _in_child(split_plain, paths)
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager, cf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
+        barrier = manager.Barrier(2)
+        two = max(f.result() for f in [ex.submit(split_plain, paths, barrier) for _ in range(2)])
+    return 2 * one / two
+
+
 def decord_decode(paths: list[Path]) -> float:
     import decord
 
@@ -213,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"\n{'footage':14s} {'videos':>6s} {'video s':>8s} {'detect s':>9s} {'decode s':>9s}"
             f" {'curate 1w':>10s} {'curate 2w':>10s} {'2w/detect':>10s} {'2w/decode':>10s}"
-            f" {'1w/2w':>6s} {'cores 1w':>9s} {'cores 2w':>9s} {'clips':>6s}"
+            f" {'1w/2w':>6s} {'plain 1p/2p':>12s} {'cores 1w':>9s} {'cores 2w':>9s} {'clips':>6s}"
             f" {'peak proc MB':>13s} {'peak tree MB':>13s}"
         )
         for name, inp in corpora:
@@ -221,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             secs = sum(_duration(p) for p in paths)
             t_det = _median(_in_child(detect_only, paths) for _ in range(args.repeats))
             t_dec = _median(_in_child(decord_decode, paths) for _ in range(args.repeats))
+            plain = _median(plain_scaling(paths) for _ in range(args.repeats))
             runs1 = [curate(inp, tmp / "o1", 1) for _ in range(args.repeats)]
             runs2 = [curate(inp, tmp / "o2", 2) for _ in range(args.repeats)]
             t1, n1 = _median(r[0] for r in runs1), runs1[0][1]
@@ -232,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning("%s: 1 worker kept %d clips, 2 workers %d", name, n1, n2)
             print(
                 f"{name:14s} {len(paths):6d} {secs:8.0f} {t_det:9.2f} {t_dec:9.2f} {t1:10.2f}"
-                f" {t2:10.2f} {t2 / t_det:9.2f}x {t2 / t_dec:9.2f}x {t1 / t2:5.2f}x {c1:9.2f}"
+                f" {t2:10.2f} {t2 / t_det:9.2f}x {t2 / t_dec:9.2f}x {t1 / t2:5.2f}x {plain:11.2f}x"
+                f" {c1:9.2f}"
                 f" {c2:9.2f} {n2:6d}"
                 f" {peak / 2**20:13.0f} {total / 2**20:13.0f}",
                 flush=True,
