@@ -163,3 +163,39 @@ def test_actor_pool_stage(ray_session, tiny_clip):
                          compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.5, batch_size=2).take_all()  # fmt: skip
     assert [len(r["clip_embedding"]) for r in out] == [32, 32]
     assert all(r["aesthetic"] is not None and r["_score_error"] is None for r in out)
+
+
+def test_curate_with_model_stage_end_to_end(ray_session, tiny_clip, bikes_mp4, tmp_path):
+    # run_curate with open_clip on: split -> model actor pool -> filter -> write; every clip
+    # gets an embedding and an aesthetic score, and min_aesthetic drops by name
+    import pyarrow.parquet as pq
+
+    from curate.config import CurateConfig
+    from curate.pipeline import run_curate
+    from curate.score_config import DedupConfig, FilterConfig
+
+    def rows(out, table):
+        return [
+            r for f in sorted((out / table).glob("*.parquet")) for r in pq.read_table(f).to_pylist()
+        ]
+
+    score = score_cfg(tiny_clip, num_cpus=0.5)
+    base = {"score": score, "dedup": DedupConfig(enabled=False)}
+    run_curate([str(bikes_mp4)], tmp_path / "all", CurateConfig(**base))
+    clips = rows(tmp_path / "all", "clips")
+    assert len(clips) >= 4
+    assert all(len(c["clip_embedding"]) == 32 for c in clips)
+    scores = sorted(c["aesthetic"] for c in clips)
+    assert len(set(scores)) == len(scores)  # a real head on real frames, not a constant
+    cut = (scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2
+
+    m = run_curate([str(bikes_mp4)], tmp_path / "cut",
+                   CurateConfig(**base, filters=FilterConfig(min_aesthetic=cut)))  # fmt: skip
+    kept = rows(tmp_path / "cut", "clips")
+    dropped = [r for r in rows(tmp_path / "cut", "rejects") if r["stage"] == "filter"]
+    by_id = {c["clip_id"]: c["aesthetic"] for c in clips}
+    assert sorted(c["clip_id"] for c in kept) == sorted(k for k, a in by_id.items() if a >= cut)
+    assert sorted(r["clip_id"] for r in dropped) == sorted(k for k, a in by_id.items() if a < cut)
+    assert {r["reason"] for r in dropped} == {"min_aesthetic"}
+    assert all(f"< min_aesthetic={cut:g}" in r["detail"] for r in dropped)
+    assert m["rejects_by_reason"]["filter"] == {"min_aesthetic": len(dropped)}
