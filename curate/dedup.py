@@ -22,7 +22,7 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 
 from curate.score_config import DedupConfig
 
@@ -96,12 +96,21 @@ def _same_colors(a: Any, b: Any, cfg: DedupConfig) -> bool:
     return len(sa & sb) / len(sa | sb) >= cfg.color_jaccard
 
 
-def _verify_group(group: pd.DataFrame, cfg: DedupConfig) -> pd.DataFrame:
-    """map_groups: the verified near-duplicate pairs within one band group."""
-    cols = ["a", "b", "reason", "value", "a_aesthetic", "a_duration", "b_aesthetic", "b_duration"]
+PAIRS = pa.schema([("a", pa.string()), ("b", pa.string()), ("reason", pa.string()),
+                   ("value", pa.float64()), ("a_aesthetic", pa.float64()),
+                   ("a_duration", pa.float64()), ("b_aesthetic", pa.float64()),
+                   ("b_duration", pa.float64())])  # fmt: skip
+"""The verified pairs ``_verify_group`` returns."""
+
+
+def _verify_group(group: pa.Table, cfg: DedupConfig) -> pa.Table:
+    """map_groups: the verified near-duplicate pairs within one band group.
+
+    Arrow in and out: most groups hold one clip, and a pandas frame per group (built, then
+    concatenated) cost more than the comparisons (1.25 s for 169 clips' 1183 band rows)."""
     rows: list[dict[str, Any]] = []
-    if len(group) > 1:
-        recs = group.sort_values("clip_id").to_dict("records")
+    if group.num_rows > 1:
+        recs = sorted(group.to_pylist(), key=lambda r: r["clip_id"])
         is_phash = str(recs[0]["band_key"]).startswith("p")
         for x, y in combinations(recs, 2):
             if x["clip_id"] == y["clip_id"]:
@@ -130,7 +139,7 @@ def _verify_group(group: pd.DataFrame, cfg: DedupConfig) -> pd.DataFrame:
             rows.append({"a": x["clip_id"], "b": y["clip_id"], "reason": reason, "value": value,
                          "a_aesthetic": x.get("aesthetic"), "a_duration": x["duration"],
                          "b_aesthetic": y.get("aesthetic"), "b_duration": y["duration"]})  # fmt: skip
-    return pd.DataFrame(rows, columns=cols)
+    return pa.Table.from_pylist(rows, schema=PAIRS)
 
 
 def candidate_pairs(ds: Any, cfg: DedupConfig) -> list[dict[str, Any]]:
@@ -140,7 +149,7 @@ def candidate_pairs(ds: Any, cfg: DedupConfig) -> list[dict[str, Any]]:
     ds = ds.select_columns(present)
     banded = ds.flat_map(_band_rows, fn_kwargs={"cfg": cfg}, num_cpus=cfg.num_cpus)
     pairs = banded.groupby("band_key", num_partitions=cfg.num_partitions).map_groups(
-        _verify_group, fn_kwargs={"cfg": cfg}, batch_format="pandas", num_cpus=cfg.num_cpus
+        _verify_group, fn_kwargs={"cfg": cfg}, batch_format="pyarrow", num_cpus=cfg.num_cpus
     )
     return pairs.take_all()
 
