@@ -276,8 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{name:14s} {len(paths):6d} {secs:8.0f} {t_det:9.2f} {t_dec:9.2f} {t1:10.2f}"
                 f" {t2:10.2f} {t2 / t_det:9.2f}x {t2 / t_dec:9.2f}x {t1 / t2:5.2f}x {plain:11.2f}x"
-                f" {c1:9.2f}"
-                f" {c2:9.2f} {n2:6d}"
+                f" {c1:9.2f} {c2:9.2f} {n2:6d}"
                 f" {peak / 2**20:13.0f} {total / 2**20:13.0f}",
                 flush=True,
             )
