@@ -8,23 +8,16 @@ import shutil
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from corpus import corrupt_corpus
+from tables import read
 
 from curate.cli import main
 from curate.config import CurateConfig
 from curate.pipeline import run_curate
 from schemas.tables import MANIFEST_FIELDS
-from schemas.validate import check_files
 
 BIKES_CUTS = (0, 30, 76, 137, 187, 242, 250)
-
-
-def read(out: Path, table: str) -> list[dict]:
-    files = sorted(str(p) for p in (out / table).glob("*.parquet"))
-    check_files(files, table)  # every output file validates against its schema
-    return [r for f in files for r in pq.read_table(f).to_pylist()]
 
 
 def all_files(root: Path) -> set[Path]:

@@ -168,16 +168,11 @@ def test_actor_pool_stage(ray_session, tiny_clip):
 def test_curate_with_model_stage_end_to_end(ray_session, tiny_clip, bikes_mp4, tmp_path):
     # run_curate with open_clip on: split -> model actor pool -> filter -> write; every clip
     # gets an embedding and an aesthetic score, and min_aesthetic drops by name
-    import pyarrow.parquet as pq
+    from tables import read as rows
 
     from curate.config import CurateConfig
     from curate.pipeline import run_curate
     from curate.score_config import DedupConfig, FilterConfig
-
-    def rows(out, table):
-        return [
-            r for f in sorted((out / table).glob("*.parquet")) for r in pq.read_table(f).to_pylist()
-        ]
 
     score = score_cfg(tiny_clip, num_cpus=0.5)
     base = {"score": score, "dedup": DedupConfig(enabled=False)}
