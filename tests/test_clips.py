@@ -101,3 +101,21 @@ def test_rotation_is_applied(tmp_path, decoder):
     assert kept and (kept[0]["width"], kept[0]["height"]) == (32, 64)
     img = decode_mp4(kept[0]["video"])[0].mean(axis=(1, 2))  # per displayed row
     assert img[-16:].mean() > 200 and img[:40].mean() < 50  # left edge turned to the bottom
+
+
+def test_downscaled_detection_finds_the_same_cuts(bikes_mp4):
+    """Scene detection on frames downscaled to ``detect_width`` (300 -> 128 px wide, bilinear)
+    cuts bikes.mp4's six shots where detection on the full 300 px frames does."""
+    info = probe(str(bikes_mp4))
+
+    def pieces(detect_width: int) -> list[tuple]:
+        cfg = CurateConfig(short_side=128, fps=10, detect_width=detect_width)
+        rows = split_source(str(bikes_mp4), "b", str(bikes_mp4), info, cfg)
+        return [(r["_kind"], r.get("scene_index"), r.get("reason"), r["start_s"], r["end_s"])
+                for r in rows]  # fmt: skip
+
+    full, small = pieces(1000), pieces(128)
+    # five shots become clips of scenes 0-4; the sixth lasts 0.24 s, under min_seconds
+    assert [p[1] for p in full if p[0] == "clip"] == [0, 1, 2, 3, 4]
+    assert [p[2] for p in full if p[0] == "reject"] == ["scene_too_short"]
+    assert small == full
