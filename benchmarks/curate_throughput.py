@@ -18,13 +18,18 @@ Targets: curate <= 1.5x detect-only, <= 2.5x one decode; 2 workers >= 1.8x one; 
 flat as footage grows.
 
 ``plain 1p/2p``: the throughput of two plain processes (no Ray) side by side, each running
-curate's ``split_source`` on all of the footage, over one process alone: what the machine
-itself allows 2 workers (shared cores, memory bandwidth), to read ``1w/2w`` against.
+curate's ``split_source`` on all of the footage, over one process alone: what curate's own
+split allows 2 workers on this machine, to read ``1w/2w`` against. ``plain cores``: the CPU
+cores one such process keeps busy on its own (its CPU time over its wall time; decord decodes
+in threads of its own, alongside the split's work, so one split uses more than one core).
+Above the table, ``machine 1p/2p``: the same for a single-threaded pure-Python loop, what
+the machine itself allows two single-threaded processes.
 
 ``cores 1w`` / ``cores 2w``: the machine's busy CPU cores on average during the curate runs
 (``/proc/stat``, every process: Ray's own and anything else running, so run it on an idle
-machine). One worker keeps its decoder child busy and Ray's processes (driver, raylet, the
-Ray Data actors) take more; ``cores available / cores 1w`` bounds the 2-worker speed-up.
+machine). One worker keeps its decoder child busy (more than a core: ``plain cores``) and
+Ray's processes (driver, raylet, the Ray Data actors) take more; ``cores available / cores
+1w`` bounds the 2-worker speed-up.
 
     python benchmarks/curate_throughput.py [--videos 8] [--seconds-per-shot 2.5] [--grow 1,2,4]
         [--repeats 3]
@@ -129,11 +134,11 @@ def detect_only(paths: list[Path]) -> float:
     return time.perf_counter() - t
 
 
-def split_plain(paths: list[Path], barrier=None) -> float:
-    """Seconds for curate's ``split_source`` on each path in this process, no Ray (one OpenCV
-    thread, as in a split task); probing and a warm-up split come first, untimed, then the
-    timed loop starts after ``barrier`` (if given), so that side-by-side processes start
-    together."""
+def split_plain(paths: list[Path], barrier=None) -> tuple[float, float]:
+    """(seconds, CPU seconds of this process) for curate's ``split_source`` on each path in
+    this process, no Ray (one OpenCV thread, as in a split task); probing and a warm-up split
+    come first, untimed, then the timed loop starts after ``barrier`` (if given), so that
+    side-by-side processes start together."""
     import cv2
 
     from common.config import load_stage_config
@@ -147,23 +152,53 @@ def split_plain(paths: list[Path], barrier=None) -> float:
     split_source(infos[0][0], "warm", infos[0][0], infos[0][1], cfg)
     if barrier is not None:
         barrier.wait()
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _cpu_seconds()
     for path, info in infos:
         split_source(path, Path(path).stem, path, info, cfg)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, _cpu_seconds() - cpu
 
 
-def plain_scaling(paths: list[Path]) -> float:
-    """Throughput of two plain processes (no Ray) side by side, each splitting all of ``paths``,
-    over one process alone: what this machine allows 2 workers, whatever the footage's balance."""
+def _cpu_seconds() -> float:
+    """CPU seconds of this process so far, all of its threads."""
+    t = os.times()
+    return t.user + t.system
+
+
+def _both(fn, *args):
+    """``fn(*args)`` in one child process alone, then in two side by side (started together
+    at a barrier): (seconds alone, CPU seconds alone, seconds of the slower of the two)."""
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    one = _in_child(split_plain, paths)
+    one, cpu = _in_child(fn, *args)
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager, cf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
         barrier = manager.Barrier(2)
-        two = max(f.result() for f in [ex.submit(split_plain, paths, barrier) for _ in range(2)])
+        two = max(f.result()[0] for f in [ex.submit(fn, *args, barrier) for _ in range(2)])
+    return one, cpu, two
+
+
+def plain_scaling(paths: list[Path]) -> tuple[float, float]:
+    """(throughput of two plain processes (no Ray) side by side, each splitting all of
+    ``paths``, over one process alone; CPU cores the one process kept busy)."""
+    one, cpu, two = _both(split_plain, paths)
+    return 2 * one / two, cpu / one
+
+
+def spin(barrier=None, n: int = 20_000_000) -> tuple[float, float]:
+    """(seconds, CPU seconds) of a single-threaded pure-Python loop, after ``barrier``."""
+    if barrier is not None:
+        barrier.wait()
+    t, cpu = time.perf_counter(), _cpu_seconds()
+    s = 0
+    for i in range(n):
+        s += i * i
+    return time.perf_counter() - t, _cpu_seconds() - cpu
+
+
+def machine_scaling() -> float:
+    """Throughput of two single-threaded processes side by side over one alone."""
+    one, _, two = _both(spin)
     return 2 * one / two
 
 
@@ -252,10 +287,14 @@ def main(argv: list[str] | None = None) -> int:
         init_ray(num_cpus=RAY_CPUS)
         ray.data.DataContext.get_current().enable_progress_bars = False
         curate(base, tmp / "warm", 2)  # warm up workers and decoder children
+        machine = _median(machine_scaling() for _ in range(args.repeats))
         print(
-            f"\n{'footage':14s} {'videos':>6s} {'video s':>8s} {'detect s':>9s} {'decode s':>9s}"
+            f"\nmachine 1p/2p (two single-threaded pure-Python loops side by side): {machine:.2f}x"
+        )
+        print(
+            f"{'footage':14s} {'videos':>6s} {'video s':>8s} {'detect s':>9s} {'decode s':>9s}"
             f" {'curate 1w':>10s} {'curate 2w':>10s} {'2w/detect':>10s} {'2w/decode':>10s}"
-            f" {'1w/2w':>6s} {'plain 1p/2p':>12s} {'cores 1w':>9s} {'cores 2w':>9s} {'clips':>6s}"
+            f" {'1w/2w':>6s} {'plain 1p/2p':>12s} {'plain cores':>12s} {'cores 1w':>9s} {'cores 2w':>9s} {'clips':>6s}"
             f" {'peak proc MB':>13s} {'peak tree MB':>13s}"
         )
         for name, inp in corpora:
@@ -263,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
             secs = sum(_duration(p) for p in paths)
             t_det = _median(_in_child(detect_only, paths) for _ in range(args.repeats))
             t_dec = _median(_in_child(decord_decode, paths) for _ in range(args.repeats))
-            plain = _median(plain_scaling(paths) for _ in range(args.repeats))
+            plains = [plain_scaling(paths) for _ in range(args.repeats)]
+            plain, plain_cores = _median(r[0] for r in plains), _median(r[1] for r in plains)
             runs1 = [curate(inp, tmp / "o1", 1) for _ in range(args.repeats)]
             runs2 = [curate(inp, tmp / "o2", 2) for _ in range(args.repeats)]
             t1, n1 = _median(r[0] for r in runs1), runs1[0][1]
@@ -276,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{name:14s} {len(paths):6d} {secs:8.0f} {t_det:9.2f} {t_dec:9.2f} {t1:10.2f}"
                 f" {t2:10.2f} {t2 / t_det:9.2f}x {t2 / t_dec:9.2f}x {t1 / t2:5.2f}x {plain:11.2f}x"
-                f" {c1:9.2f} {c2:9.2f} {n2:6d}"
+                f" {plain_cores:12.2f} {c1:9.2f} {c2:9.2f} {n2:6d}"
                 f" {peak / 2**20:13.0f} {total / 2**20:13.0f}",
                 flush=True,
             )
