@@ -21,7 +21,7 @@ flat as footage grows.
 curate's ``split_source`` on all of the footage, over one process alone: what curate's own
 split allows 2 workers on this machine, to read ``1w/2w`` against. ``plain cores``: the CPU
 cores one such process keeps busy on its own (its CPU time over its wall time; decord decodes
-in threads of its own, alongside the split's work, so one split uses more than one core).
+in a thread of its own, alongside the split's work, so one split uses more than one core).
 Above the table, ``machine 1p/2p``: the same for a single-threaded pure-Python loop, what
 the machine itself allows two single-threaded processes.
 
