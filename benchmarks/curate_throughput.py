@@ -294,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{'footage':14s} {'videos':>6s} {'video s':>8s} {'detect s':>9s} {'decode s':>9s}"
             f" {'curate 1w':>10s} {'curate 2w':>10s} {'2w/detect':>10s} {'2w/decode':>10s}"
-            f" {'1w/2w':>6s} {'plain 1p/2p':>12s} {'plain cores':>12s} {'cores 1w':>9s} {'cores 2w':>9s} {'clips':>6s}"
+            f" {'1w/2w':>6s} {'plain 1p/2p':>12s} {'plain cores':>12s} {'cores 1w':>9s}"
+            f" {'cores 2w':>9s} {'clips':>6s}"
             f" {'peak proc MB':>13s} {'peak tree MB':>13s}"
         )
         for name, inp in corpora:
