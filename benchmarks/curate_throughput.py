@@ -22,8 +22,14 @@ curate's ``split_source`` on all of the footage, over one process alone: what cu
 split allows 2 workers on this machine, to read ``1w/2w`` against. ``plain cores``: the CPU
 cores one such process keeps busy on its own (its CPU time over its wall time; decord decodes
 in a thread of its own, alongside the split's work, so one split uses more than one core).
+``pinned 1p/2p``: as ``plain 1p/2p`` with each process held to a core of its
+own (Linux CPU affinity): the split's own scaling when every worker gets exactly one core.
 Above the table, ``machine 1p/2p``: the same for a single-threaded pure-Python loop, what
 the machine itself allows two single-threaded processes.
+
+``curate 1c``: curate with 1 worker, its whole process tree (this process, Ray's, the workers
+and their decoder children) held to one core; ``1c/2c``: that over the 2-worker run on both
+cores: the job's speed-up from one core to two, one worker per core.
 
 ``cores 1w`` / ``cores 2w``: the machine's busy CPU cores on average during the curate runs
 (``/proc/stat``, every process: Ray's own and anything else running, so run it on an idle
@@ -55,11 +61,8 @@ RAY_CPUS = 2
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def _tree_rss() -> tuple[int, int]:
-    """(sum of RSS, largest RSS) in bytes over this process and its descendants, now.
-
-    Current RSS, not the lifetime high-water mark: this process renders the corpora before
-    the timed runs, and its high-water mark would report that instead of curate."""
+def _tree_pids() -> list[int]:
+    """This process and its descendants (a local Ray's GCS, raylet, workers, decoder children)."""
     kids: dict[int, list[int]] = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -69,10 +72,36 @@ def _tree_rss() -> tuple[int, int]:
                 kids.setdefault(ppid, []).append(int(d))
             except (OSError, ValueError, IndexError):
                 pass
-    todo, total, peak = [os.getpid()], 0, 0
+    todo, out = [os.getpid()], []
     while todo:
         pid = todo.pop()
+        out.append(pid)
         todo.extend(kids.get(pid, []))
+    return out
+
+
+def hold_tree(cores: set[int]) -> None:
+    """Hold every thread of this process tree to ``cores`` (Linux CPU affinity; processes and
+    threads started later inherit it from their parent)."""
+    for pid in _tree_pids():
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                os.sched_setaffinity(tid, cores)
+            except OSError:
+                pass  # gone meanwhile
+
+
+def _tree_rss() -> tuple[int, int]:
+    """(sum of RSS, largest RSS) in bytes over this process and its descendants, now.
+
+    Current RSS, not the lifetime high-water mark: this process renders the corpora before
+    the timed runs, and its high-water mark would report that instead of curate."""
+    total = peak = 0
+    for pid in _tree_pids():
         try:
             for line in open(f"/proc/{pid}/status"):
                 if line.startswith("VmRSS:"):
@@ -134,11 +163,14 @@ def detect_only(paths: list[Path]) -> float:
     return time.perf_counter() - t
 
 
-def split_plain(paths: list[Path], barrier=None) -> tuple[float, float]:
+def split_plain(paths: list[Path], barrier=None, core: int | None = None) -> tuple[float, float]:
     """(seconds, CPU seconds of this process) for curate's ``split_source`` on each path in
     this process, no Ray (one OpenCV thread, as in a split task); probing and a warm-up split
     come first, untimed, then the timed loop starts after ``barrier`` (if given), so that
-    side-by-side processes start together."""
+    side-by-side processes start together. ``core``: hold the process, decord's threads
+    included, to that one CPU core."""
+    if core is not None:
+        os.sched_setaffinity(0, {core})  # before any thread starts: they inherit it
     import cv2
 
     from common.config import load_stage_config
@@ -183,6 +215,25 @@ def plain_scaling(paths: list[Path]) -> tuple[float, float]:
     ``paths``, over one process alone; CPU cores the one process kept busy)."""
     one, cpu, two = _both(split_plain, paths)
     return 2 * one / two, cpu / one
+
+
+def pinned_scaling(paths: list[Path]) -> float | None:
+    """As :func:`plain_scaling`, with each process held to a core of its own (the one alone to
+    the first): the split's scaling when every worker gets exactly one core. None where CPU
+    affinity is unavailable (not Linux) or fewer than 2 cores are allowed."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cores) < 2:
+        return None
+    one, _ = _in_child(split_plain, paths, None, cores[0])
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager, cf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
+        barrier = manager.Barrier(2)
+        futs = [ex.submit(split_plain, paths, barrier, c) for c in cores[:2]]
+        two = max(f.result()[0] for f in futs)
+    return 2 * one / two
 
 
 def spin(barrier=None, n: int = 20_000_000) -> tuple[float, float]:
@@ -288,13 +339,15 @@ def main(argv: list[str] | None = None) -> int:
         ray.data.DataContext.get_current().enable_progress_bars = False
         curate(base, tmp / "warm", 2)  # warm up workers and decoder children
         machine = _median(machine_scaling() for _ in range(args.repeats))
+        allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         print(
             f"\nmachine 1p/2p (two single-threaded pure-Python loops side by side): {machine:.2f}x"
         )
         print(
             f"{'footage':14s} {'videos':>6s} {'video s':>8s} {'detect s':>9s} {'decode s':>9s}"
             f" {'curate 1w':>10s} {'curate 2w':>10s} {'2w/detect':>10s} {'2w/decode':>10s}"
-            f" {'1w/2w':>6s} {'plain 1p/2p':>12s} {'plain cores':>12s} {'cores 1w':>9s}"
+            f" {'1w/2w':>6s} {'curate 1c':>10s} {'1c/2c':>6s} {'plain 1p/2p':>12s} {'plain cores':>12s} {'pinned 1p/2p':>13s}"
+            f" {'cores 1w':>9s}"
             f" {'cores 2w':>9s} {'clips':>6s}"
             f" {'peak proc MB':>13s} {'peak tree MB':>13s}"
         )
@@ -305,10 +358,21 @@ def main(argv: list[str] | None = None) -> int:
             t_dec = _median(_in_child(decord_decode, paths) for _ in range(args.repeats))
             plains = [plain_scaling(paths) for _ in range(args.repeats)]
             plain, plain_cores = _median(r[0] for r in plains), _median(r[1] for r in plains)
+            pins = [pinned_scaling(paths) for _ in range(args.repeats)]
+            pinned = f"{_median(pins):12.2f}x" if None not in pins else f"{'n/a':>13s}"
             runs1 = [curate(inp, tmp / "o1", 1) for _ in range(args.repeats)]
+            runs1c = []
+            if len(allowed) >= 2:
+                hold_tree({allowed[0]})  # the whole job (Ray's processes too) on one core
+                try:
+                    runs1c = [curate(inp, tmp / "o1c", 1) for _ in range(args.repeats)]
+                finally:
+                    hold_tree(set(allowed))
             runs2 = [curate(inp, tmp / "o2", 2) for _ in range(args.repeats)]
             t1, n1 = _median(r[0] for r in runs1), runs1[0][1]
             t2, n2 = _median(r[0] for r in runs2), runs2[0][1]
+            t1c = _median(r[0] for r in runs1c) if runs1c else None
+            one_core = f"{t1c:10.2f} {t1c / t2:5.2f}x" if t1c else f"{'n/a':>10s} {'n/a':>6s}"
             c1, c2 = _median(r[3] for r in runs1), _median(r[3] for r in runs2)
             peak = max(r[2].peak for r in runs2)
             total = max(r[2].total for r in runs2)
@@ -316,8 +380,8 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning("%s: 1 worker kept %d clips, 2 workers %d", name, n1, n2)
             print(
                 f"{name:14s} {len(paths):6d} {secs:8.0f} {t_det:9.2f} {t_dec:9.2f} {t1:10.2f}"
-                f" {t2:10.2f} {t2 / t_det:9.2f}x {t2 / t_dec:9.2f}x {t1 / t2:5.2f}x {plain:11.2f}x"
-                f" {plain_cores:12.2f} {c1:9.2f} {c2:9.2f} {n2:6d}"
+                f" {t2:10.2f} {t2 / t_det:9.2f}x {t2 / t_dec:9.2f}x {t1 / t2:5.2f}x {one_core} {plain:11.2f}x"
+                f" {plain_cores:12.2f} {pinned} {c1:9.2f} {c2:9.2f} {n2:6d}"
                 f" {peak / 2**20:13.0f} {total / 2**20:13.0f}",
                 flush=True,
             )
