@@ -71,7 +71,9 @@ class CurateConfig:
     """Sources per Ray Data job; a wave's rows are written and marked done together, so a
     crash loses at most one wave of work."""
     split_num_cpus: float = 1.0
-    """Ray CPUs reserved per source being split (its decoder runs in a child process)."""
+    """Ray CPUs reserved per source being split (its decoder runs in a child process). A split
+    keeps ~1.2-1.3 cores busy: decord decodes in a thread of its own, alongside the split's
+    work (benchmarks/RESULTS.md, curate throughput, stop 32)."""
     max_concurrency: int = 0
     """Most sources split at once (0: as many as the cluster's CPUs allow). A cap keeps no split
     queued behind the running ones, so each next one waits to be scheduled (~0.1 s on a busy
