@@ -28,8 +28,9 @@ Above the table, ``machine 1p/2p``: the same for a single-threaded pure-Python l
 the machine itself allows two single-threaded processes.
 
 ``curate 1c``: curate with 1 worker, its whole process tree (this process, Ray's, the workers
-and their decoder children) held to one core; ``1c/2c``: that over the 2-worker run on both
-cores: the job's speed-up from one core to two, one worker per core.
+and their decoder children) held to one core; ``1c/2c``: that over 2 workers with the tree held
+to two cores (on a 2-core machine, the 2-worker run itself): the job's speed-up from one core
+to two, one worker per core.
 
 ``cores 1w`` / ``cores 2w``: the machine's busy CPU cores on average during the curate runs
 (``/proc/stat``, every process: Ray's own and anything else running, so run it on an idle
@@ -98,6 +99,16 @@ def hold_tree(cores: set[int]) -> None:
     """Hold every thread of this process and its descendants to ``cores``."""
     for pid in _tree_pids():
         _hold(pid, cores)
+
+
+def held_runs(cores: set[int], allowed: set[int], repeats: int, fn, *args) -> list:
+    """``repeats`` calls of ``fn(*args)`` with the whole process tree held to ``cores``, then
+    released to ``allowed``."""
+    hold_tree(cores)
+    try:
+        return [fn(*args) for _ in range(repeats)]
+    finally:
+        hold_tree(allowed)
 
 
 def _tree_rss() -> tuple[int, int]:
@@ -366,18 +377,18 @@ def main(argv: list[str] | None = None) -> int:
             pins = [pinned_scaling(paths) for _ in range(args.repeats)]
             pinned = f"{_median(pins):12.2f}x" if None not in pins else f"{'n/a':>13s}"
             runs1 = [curate(inp, tmp / "o1", 1) for _ in range(args.repeats)]
-            runs1c = []
-            if len(allowed) >= 2:
-                hold_tree({allowed[0]})  # the whole job (Ray's processes too) on one core
-                try:
-                    runs1c = [curate(inp, tmp / "o1c", 1) for _ in range(args.repeats)]
-                finally:
-                    hold_tree(set(allowed))
             runs2 = [curate(inp, tmp / "o2", 2) for _ in range(args.repeats)]
+            runs1c, runs2c = [], runs2  # on a 2-core machine the 2-worker run is on 2 cores
+            if len(allowed) >= 2:  # the whole job, Ray's processes too, on 1 core / 2 cores
+                every, n = set(allowed), args.repeats
+                runs1c = held_runs({allowed[0]}, every, n, curate, inp, tmp / "o1c", 1)
+                if len(allowed) > 2:
+                    runs2c = held_runs(set(allowed[:2]), every, n, curate, inp, tmp / "o2c", 2)
             t1, n1 = _median(r[0] for r in runs1), runs1[0][1]
             t2, n2 = _median(r[0] for r in runs2), runs2[0][1]
             t1c = _median(r[0] for r in runs1c) if runs1c else None
-            one_core = f"{t1c:10.2f} {t1c / t2:5.2f}x" if t1c else f"{'n/a':>10s} {'n/a':>6s}"
+            t2c = _median(r[0] for r in runs2c)
+            one_core = f"{t1c:10.2f} {t1c / t2c:5.2f}x" if t1c else f"{'n/a':>10s} {'n/a':>6s}"
             c1, c2 = _median(r[3] for r in runs1), _median(r[3] for r in runs2)
             peak = max(r[2].peak for r in runs2)
             total = max(r[2].total for r in runs2)
