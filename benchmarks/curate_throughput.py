@@ -179,14 +179,11 @@ def detect_only(paths: list[Path]) -> float:
     return time.perf_counter() - t
 
 
-def split_plain(paths: list[Path], barrier=None, core: int | None = None) -> tuple[float, float]:
+def split_plain(paths: list[Path], barrier=None) -> tuple[float, float]:
     """(seconds, CPU seconds of this process) for curate's ``split_source`` on each path in
     this process, no Ray (one OpenCV thread, as in a split task); probing and a warm-up split
     come first, untimed, then the timed loop starts after ``barrier`` (if given), so that
-    side-by-side processes start together. ``core``: hold the process, decord's threads
-    included, to that one CPU core."""
-    if core is not None:
-        _hold(os.getpid(), {core})  # decord's threads, started later, inherit it
+    side-by-side processes start together."""
     import cv2
 
     from common.config import load_stage_config
@@ -212,17 +209,32 @@ def _cpu_seconds() -> float:
     return t.user + t.system
 
 
-def _both(fn, *args):
+def _allowed_cores() -> list[int]:
+    """The CPU cores this process may run on ([] where CPU affinity is unavailable)."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def _held_call(core: int | None, fn, *args):
+    """``fn(*args)`` with this process held to ``core`` first (None: not held); threads it
+    starts later (decord's) inherit the affinity."""
+    if core is not None:
+        _hold(os.getpid(), {core})
+    return fn(*args)
+
+
+def _both(fn, *args, cores: tuple[int | None, int | None] = (None, None)):
     """``fn(*args)`` in one child process alone, then in two side by side (started together
-    at a barrier): (seconds alone, CPU seconds alone, seconds of the slower of the two)."""
+    at a barrier), each held to its entry of ``cores`` (the one alone to the first): (seconds
+    alone, CPU seconds alone, seconds of the slower of the two)."""
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    one, cpu = _in_child(fn, *args)
+    one, cpu = _in_child(_held_call, cores[0], fn, *args)
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager, cf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
         barrier = manager.Barrier(2)
-        two = max(f.result()[0] for f in [ex.submit(fn, *args, barrier) for _ in range(2)])
+        futs = [ex.submit(_held_call, c, fn, *args, barrier) for c in cores]
+        two = max(f.result()[0] for f in futs)
     return one, cpu, two
 
 
@@ -237,18 +249,10 @@ def pinned_scaling(paths: list[Path]) -> float | None:
     """As :func:`plain_scaling`, with each process held to a core of its own (the one alone to
     the first): the split's scaling when every worker gets exactly one core. None where CPU
     affinity is unavailable (not Linux) or fewer than 2 cores are allowed."""
-    import concurrent.futures as cf
-    import multiprocessing as mp
-
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    cores = _allowed_cores()
     if len(cores) < 2:
         return None
-    one, _ = _in_child(split_plain, paths, None, cores[0])
-    ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager, cf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
-        barrier = manager.Barrier(2)
-        futs = [ex.submit(split_plain, paths, barrier, c) for c in cores[:2]]
-        two = max(f.result()[0] for f in futs)
+    one, _, two = _both(split_plain, paths, cores=(cores[0], cores[1]))
     return 2 * one / two
 
 
@@ -355,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         ray.data.DataContext.get_current().enable_progress_bars = False
         curate(base, tmp / "warm", 2)  # warm up workers and decoder children
         machine = _median(machine_scaling() for _ in range(args.repeats))
-        allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        allowed = _allowed_cores()
         print(
             f"\nmachine 1p/2p (two single-threaded pure-Python loops side by side): {machine:.2f}x"
         )
@@ -364,8 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             f" {'curate 1w':>10s} {'curate 2w':>10s} {'2w/detect':>10s} {'2w/decode':>10s}"
             f" {'1w/2w':>6s} {'curate 1c':>10s} {'1c/2c':>6s} {'plain 1p/2p':>12s}"
             f" {'plain cores':>12s} {'pinned 1p/2p':>13s} {'cores 1w':>9s} {'cores 2w':>9s}"
-            f" {'clips':>6s}"
-            f" {'peak proc MB':>13s} {'peak tree MB':>13s}"
+            f" {'clips':>6s} {'peak proc MB':>13s} {'peak tree MB':>13s}"
         )
         for name, inp in corpora:
             paths = sorted(inp.glob("*.mp4"))
