@@ -210,3 +210,54 @@ def test_learning_rate_warms_up_then_follows_the_decay():
     assert late[54] == pytest.approx(1.0) and late[65] == pytest.approx(0.8)  # 11 of 55 steps
     assert late[-1] == pytest.approx(0.0)
     assert sorted(late[9:], reverse=True) == late[9:]
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_grad_accum_micro_batches_step_like_one_model(strategy, tmp_path):
+    """``_no_sync`` as the loop uses it, 2 micro-batches per step, on a gloo group of one:
+    the wrapped model (DDP, or FSDP2 ``fully_shard``) takes the same optimizer steps as an
+    unwrapped copy accumulating the same gradients. (FSDP2 once kept its gradient sync off
+    through the last micro-batch's backward: no gradient reached the optimizer, the weights
+    never moved.)"""
+    import copy
+
+    import torch
+    import torch.distributed as dist
+    from torch import nn
+
+    from train.loop import _no_sync
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        ref = nn.Sequential(nn.Linear(4, 8), nn.GELU(), nn.Linear(8, 2))
+        model = copy.deepcopy(ref)
+        if strategy == "fsdp":
+            from torch.distributed.fsdp import fully_shard
+
+            for layer in model:
+                if isinstance(layer, nn.Linear):
+                    fully_shard(layer)
+            fully_shard(model)
+        else:
+            model = nn.parallel.DistributedDataParallel(model)
+        init = [p.detach().clone() for p in ref.parameters()]
+        opts = [torch.optim.SGD(m.parameters(), lr=0.1) for m in (ref, model)]
+        grad_accum = 2
+        for mb in range(4):
+            x = torch.randn(8, 4, generator=torch.Generator().manual_seed(mb))
+            last = (mb + 1) % grad_accum == 0
+            (ref(x).pow(2).mean() / grad_accum).backward()
+            with _no_sync(model, last):
+                loss = model(x).pow(2).mean()
+            (loss / grad_accum).backward()
+            if last:
+                for o in opts:
+                    o.step()
+                    o.zero_grad(set_to_none=True)
+        got = [p.full_tensor() if hasattr(p, "full_tensor") else p for p in model.parameters()]
+        for g, want, p0 in zip(got, ref.parameters(), init, strict=True):
+            assert not torch.equal(want, p0)
+            torch.testing.assert_close(g.detach(), want.detach(), atol=1e-6, rtol=1e-5)
+    finally:
+        dist.destroy_process_group()

@@ -268,12 +268,18 @@ def _autocast(cfg: TrainConfig, device: torch.device):
 
 
 def _no_sync(model, last: bool):
-    if last:
-        return contextlib.nullcontext()
-    if hasattr(model, "no_sync"):
-        return model.no_sync()
+    """Context for one micro-batch's forward and backward: gradients are reduced across ranks
+    only on the step's ``last`` micro-batch.
+
+    FSDP2 reads its flag when the backward runs, so it is set on every micro-batch, on before
+    the last one's backward (set back on only after it, the sharded gradients were never
+    reduce-scattered and the optimizer stepped on none). DDP's ``no_sync`` covers the forward.
+    """
     if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
-        model.set_requires_gradient_sync(False)
+        model.set_requires_gradient_sync(last)
+        return contextlib.nullcontext()
+    if not last and hasattr(model, "no_sync"):
+        return model.no_sync()
     return contextlib.nullcontext()
 
 
@@ -523,8 +529,6 @@ class _Worker:
         with _no_sync(self.model, last), _autocast(cfg, self.device):
             loss, per, t = flow_loss(self.model, x0, text, mask, cfg.flow, generator=gen)
         (loss / cfg.grad_accum).backward()
-        if last and hasattr(self.model, "set_requires_gradient_sync"):
-            self.model.set_requires_gradient_sync(True)
         tokens = _core(self.model).num_tokens(*x0.shape[2:])
         self._add(float(per.detach().sum()), per, t, tokens)
         return float(loss)
