@@ -105,20 +105,26 @@ def test_missing_encoder_dir_is_a_clear_error(tmp_path):
 
 
 def test_open_clip_text_tower_from_local_weights_file(tmp_path):
-    random_enc = build_text_encoder(TextConfig(encoder="open_clip:ViT-B-32", max_length=20))
+    import open_clip
+
+    torch.manual_seed(0)
+    clip = open_clip.create_model("ViT-B-32", pretrained=None)  # random weights, saved
     weights = tmp_path / "clip.pt"
-    torch.save(random_enc.model.state_dict(), weights)
+    torch.save(clip.state_dict(), weights)
     enc = build_text_encoder(TextConfig(encoder=f"open_clip:ViT-B-32:{weights}", max_length=20))
     assert enc.dim == 512 and enc.name.endswith(str(weights))
     emb, mask = enc.encode(["a red circle", "a dog running fast"])
     assert emb.shape == (2, 6, 512) and mask.sum(1).tolist() == [5, 6]  # SOT + words + EOT
-    torch.testing.assert_close(emb, random_enc.encode(["a red circle", "a dog running fast"])[0])
-    # The EOT token's feature, projected, is open_clip's pooled text embedding.
+    # The EOT token's feature, projected, is the saved model's pooled text embedding.
     with torch.no_grad():
-        pooled = enc.model.encode_text(enc.tokenizer(["a dog running fast"]))
-    torch.testing.assert_close(
-        emb[1, 5] @ enc.model.text_projection, pooled[0], rtol=1e-4, atol=1e-4
-    )
+        pooled = clip.eval().encode_text(enc.tokenizer(["a dog running fast"]))
+    torch.testing.assert_close(emb[1, 5] @ clip.text_projection, pooled[0], rtol=1e-4, atol=1e-4)
+
+
+def test_open_clip_without_weights_is_a_clear_error():
+    """No random tower: each build would draw other weights than the run trained with."""
+    with pytest.raises(FileNotFoundError, match="open_clip:ViT-B-32 names no weights"):
+        build_text_encoder(TextConfig(encoder="open_clip:ViT-B-32"))
 
 
 def test_hidden_layer_choice(tmp_path):

@@ -272,6 +272,14 @@ class OpenCLIPTextEncoder(TextEncoder):
             )
 
         self.name = f"open_clip:{model_name}" + (f":{pretrained}" if pretrained else "")
+        if not pretrained:
+            # a random tower differs at every build: generation would condition on other
+            # features than training did
+            raise FileNotFoundError(
+                f"text encoder open_clip:{model_name} names no weights; give a pretrained tag "
+                f"that is cached ('open_clip:{model_name}:<tag>') or a local weights file "
+                f"('open_clip:{model_name}:/path/to/open_clip_model.safetensors')"
+            )
         try:
             model = open_clip.create_model(model_name, pretrained=pretrained, device="cpu")
         except (RuntimeError, OSError, ValueError) as e:
@@ -280,10 +288,6 @@ class OpenCLIPTextEncoder(TextEncoder):
                 f"loaded ({e}); give a local weights file as 'open_clip:{model_name}:/path/to/"
                 "open_clip_model.safetensors' or a pretrained tag that is cached"
             ) from e
-        if pretrained is None:
-            log.warning(
-                "open_clip %s has no pretrained weights: text features are random", model_name
-            )
         tower = getattr(model, "text", model)  # CustomTextCLIP keeps its tower in .text
         if not hasattr(tower, "token_embedding"):
             raise ValueError(f"open_clip model {model_name!r} has no built-in text transformer")
