@@ -13,7 +13,7 @@ Back ends (``TextConfig.encoder``):
 - an HF id or local directory: T5 / mT5 / umT5 configs load ``T5EncoderModel`` /
   ``UMT5EncoderModel`` (e.g. ``google/umt5-xxl`` as in Wan, D = 4096); any other
   encoder-only model loads with ``AutoModel``.
-- ``"open_clip:<model>[:<pretrained tag or weights file>]"``: the text tower of an
+- ``"open_clip:<model>:<pretrained tag or weights file>"``: the text tower of an
   open_clip model (token features after ``ln_final``).
 
 Embeddings are computed once per caption: an in-memory cache, plus an on-disk cache under
@@ -41,7 +41,7 @@ class TextConfig:
     """Which text encoder conditions the DiT, and where caption embeddings are cached."""
 
     encoder: str = "minilm"
-    """'minilm' (bundled, offline), an HF id or local dir of a T5/umT5 encoder, or 'open_clip:<model>[:<pretrained or file>]'."""
+    """'minilm' (bundled, offline), an HF id or local dir of a T5/umT5 encoder, or 'open_clip:<model>:<pretrained tag or weights file>'."""
     max_length: int = 32
     """Maximum caption length in tokens (longer captions are truncated)."""
     layer: int = -1
