@@ -137,3 +137,19 @@ def test_generate_cli_with_prompts_file(run_dir, tmp_path, capsys):
     assert generate_cli(args) == 0
     a, b = (decode_mp4(tmp_path / f"apart_{i:03d}.mp4") for i in range(2))
     assert not np.array_equal(a, b)
+
+
+def test_bad_frames_or_size_are_clear_errors(run_dir, capsys):
+    parser = argparse.ArgumentParser()
+    add_generate_arguments(parser)
+    for bad in (["--size", "32by32"], ["--size", "0x32"], ["--frames", "0"], ["--frames", "-3"],
+                ["--steps", "0"]):  # fmt: skip
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args([str(run_dir), "x", *bad])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert f"argument {bad[0]}" in err and ("WIDTHxHEIGHT" in err or "positive" in err)
+    with pytest.raises(ValueError, match="frames must be at least 1, got 0"):
+        generate(run_dir, ["x"], frames=0, steps=1)
+    with pytest.raises(ValueError, match="size must be positive, got 0x16"):
+        generate(run_dir, ["x"], size=(0, 16), steps=1)

@@ -46,7 +46,26 @@ def parse_size(text: str) -> tuple[int, int]:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError as e:
         raise ValueError(f"size must look like WIDTHxHEIGHT (e.g. 32x32), got {text!r}") from e
+    if w < 1 or h < 1:
+        raise ValueError(f"size must be positive, got {text!r}")
     return w, h
+
+
+def _size_arg(text: str) -> tuple[int, int]:
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
 
 
 @torch.no_grad()
@@ -79,7 +98,11 @@ def generate(
     )
     latent_cfg = dataclasses.replace(_config(LatentConfig, state.get("latent")), device=device)
     video = state.get("video") or {}
-    frames = int(frames or video.get("frames") or 0)
+    if frames is not None and int(frames) < 1:
+        raise ValueError(f"frames must be at least 1, got {frames}")
+    if size is not None and min(size) < 1:
+        raise ValueError(f"size must be positive, got {size[0]}x{size[1]}")
+    frames = int(frames if frames is not None else video.get("frames") or 0)
     if size is None:
         size = (int(video.get("width") or 0), int(video.get("height") or 0))
     width, height = size
@@ -187,14 +210,16 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--frames",
-        type=int,
+        type=_positive_int,
         default=None,
         help="frames to generate (default: the training clip length)",
     )
-    parser.add_argument("--size", default=None, help="WIDTHxHEIGHT (default: the training size)")
+    parser.add_argument(
+        "--size", type=_size_arg, default=None, help="WIDTHxHEIGHT (default: the training size)"
+    )
     parser.add_argument(
         "--steps",
-        type=int,
+        type=_positive_int,
         default=None,
         help="Euler steps (default: flow.sample_steps of the run)",
     )
@@ -234,7 +259,13 @@ def generate_cli(args: argparse.Namespace) -> int:
     if not prompts:
         log.error("no prompt: give PROMPT or --prompts-file")
         return 2
-    size = parse_size(args.size) if getattr(args, "size", None) else None
+    size = getattr(args, "size", None)
+    if isinstance(size, str):  # a Namespace built without this parser
+        try:
+            size = parse_size(size)
+        except ValueError as e:
+            log.error("%s", e)
+            return 2
     try:
         videos = generate(
             args.run,
