@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -221,6 +222,24 @@ def test_caption_embeddings_are_reused_only_for_the_same_text_settings(ray_sessi
     embed_captions(caps, TextConfig(layer=0, max_length=4), path)
     assert path.stat().st_mtime_ns != stamp
     assert read_embeddings(path)[0].schema.metadata[b"text"] == b"minilm max_length=4 layer=0"
+
+
+def test_embeddings_rewritten_by_another_process_are_read_anew(tmp_path):
+    """A process's cached table is dropped when the file changes under it: Ray reuses worker
+    processes across runs, and a later run's driver rewrites RUN/text/embeddings.arrow."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "emb.arrow"
+    write_embeddings(path, ["a", "b"], [np.full((2, 4), 1.0), np.full((1, 4), 2.0)], 4, "t")
+    assert read_embeddings(path)[0].column("caption").to_pylist() == ["a", "b"]
+    code = (
+        "import numpy as np; from train.embeddings import write_embeddings; "
+        f"write_embeddings({str(path)!r}, ['c', 'd', 'e'], [np.full((1, 8), 3.0)] * 3, 8, 't')"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+    tbl, dim = read_embeddings(path)
+    assert tbl.column("caption").to_pylist() == ["c", "d", "e"] and dim == 8
 
 
 def test_token_stats_are_the_mean_and_std_of_every_token(ray_session, tmp_path):

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,16 +55,21 @@ def write_embeddings(
     _EMB_CACHE.pop(str(p), None)
 
 
-_EMB_CACHE: dict[str, tuple[pa.Table, int]] = {}
+_EMB_CACHE: dict[str, tuple[tuple[int, int, int], pa.Table, int]] = {}
 
 
 def read_embeddings(path: str | Path) -> tuple[pa.Table, int]:
-    """The memory-mapped embedding table and its D (cached per process)."""
+    """The memory-mapped embedding table and its D (cached per process while the file is the
+    same: a table rewritten by another process, e.g. the driver of a later run whose Ray
+    workers are reused, is read anew)."""
     key = str(path)
-    if key not in _EMB_CACHE:
+    st = os.stat(key)
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    hit = _EMB_CACHE.get(key)
+    if hit is None or hit[0] != stamp:
         tbl = pa.ipc.open_file(pa.memory_map(key)).read_all()
-        _EMB_CACHE[key] = (tbl, int(tbl.schema.metadata[b"dim"]))
-    return _EMB_CACHE[key]
+        hit = _EMB_CACHE[key] = (stamp, tbl, int(tbl.schema.metadata[b"dim"]))
+    return hit[1], hit[2]
 
 
 def _caption_tokens(tbl: pa.Table, dim: int, i: int) -> np.ndarray:
