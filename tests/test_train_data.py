@@ -200,6 +200,31 @@ def test_train_config_rejects_bad_values_naming_the_field():
         with pytest.raises(ConfigError, match=f"train.{field}"):
             _cfg(**{field: value})
     assert _cfg(torch_threads=2).torch_threads == 2
+    # Shapes the model cannot cut into patches: refused up front, not at the first batch.
+    from train.model import ModelConfig
+
+    with pytest.raises(ConfigError, match="train.image_fraction must be 0 with model.patch_t=2"):
+        _cfg(model=ModelConfig(patch_t=2))
+    with pytest.raises(
+        ConfigError, match="train.num_frames=4 is not a multiple of model.patch_t=3"
+    ):
+        _cfg(model=ModelConfig(patch_t=3), image_fraction=0.0)
+    with pytest.raises(ConfigError, match="train.buckets: 34x32 is not a multiple of .* 4x4"):
+        _cfg(buckets=("32x32", "34x32"))
+
+
+def test_clips_too_short_for_a_temporal_patch_are_skipped_not_single_frames(pairs):
+    """The clips (12 frames) are shorter than num_frames=16: with patch_t 1 they become
+    single-frame samples; with patch_t 2 a single frame has no patch, so they are skipped."""
+    from train.model import ModelConfig
+
+    _, index, _ = pairs
+    _, counts = epoch_batches(index, _cfg(image_fraction=0.0, num_frames=16), 0, workers=1)
+    assert counts["too_short_as_image"] == counts["image"] == index.num_rows
+    cfg = _cfg(image_fraction=0.0, num_frames=16, model=ModelConfig(patch_t=2))
+    batches, counts = epoch_batches(index, cfg, 0, workers=1)
+    assert batches == [] and counts["too_short_skipped"] == index.num_rows
+    assert counts["image"] == counts["video"] == counts["left_for_next_epoch"] == 0
 
 
 def test_caption_embeddings_are_reused_only_for_the_same_text_settings(ray_session, tmp_path):

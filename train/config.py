@@ -183,6 +183,25 @@ class TrainConfig:
         model = dataclasses.replace(
             self.model.resolved(), checkpoint_activations=self.activation_checkpointing
         )
+        if model.patch_t > 1 and self.image_fraction > 0:
+            raise ConfigError(
+                f"train.image_fraction must be 0 with model.patch_t={model.patch_t} (a "
+                f"single-frame sample cannot be cut into {model.patch_t}-frame patches), "
+                f"got {self.image_fraction}"
+            )
+        if self.latents.codec == "identity":  # pixel space: the patches tile the frames
+            if self.num_frames % model.patch_t:
+                raise ConfigError(
+                    f"train.num_frames={self.num_frames} is not a multiple of "
+                    f"model.patch_t={model.patch_t}"
+                )
+            for b in self.buckets:
+                w, h = parse_size(b)
+                if w % model.patch_w or h % model.patch_h:
+                    raise ConfigError(
+                        f"train.buckets: {b} is not a multiple of the patch size "
+                        f"{model.patch_w}x{model.patch_h} (model.patch_w x model.patch_h)"
+                    )
         return dataclasses.replace(self, model=model)
 
     def bucket_sizes(self) -> list[tuple[int, int]]:

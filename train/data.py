@@ -248,10 +248,14 @@ def epoch_batches(
     u_short = np.random.default_rng([cfg.seed, epoch, 13]).random(n)
     groups: dict[tuple[int, int, int], list[tuple[int, tuple[int, ...], int, bool]]] = {}
     counts = {"video": 0, "image": 0, "too_short_as_image": 0}
+    patch_t = cfg.model.patch_t or 1
     for i in range(n):
         h, w = nearest_bucket(int(ws[i]), int(hs[i]), sizes)
         t = 1 if (cfg.num_frames == 1 or u_mode[i] < cfg.image_fraction) else cfg.num_frames
         idx = frame_indices(int(nf[i]), t, cfg.frame_stride, float(u_start[i]))
+        if idx is None and patch_t > 1:  # no single-frame sample: it has no patch_t frames
+            counts["too_short_skipped"] = counts.get("too_short_skipped", 0) + 1
+            continue
         if idx is None:
             t, idx = 1, frame_indices(int(nf[i]), 1, 1, float(u_start[i]))
             counts["too_short_as_image"] += 1
@@ -287,7 +291,7 @@ def epoch_batches(
                     tuple(c[3] for c in chosen),
                 )
             )
-    counts["left_for_next_epoch"] = n - len(batches) * per
+    counts["left_for_next_epoch"] = n - counts.get("too_short_skipped", 0) - len(batches) * per
     perm = rng.permutation(len(batches))
     return [batches[j] for j in perm], counts
 
