@@ -261,3 +261,19 @@ def test_grad_accum_micro_batches_step_like_one_model(strategy, tmp_path):
             torch.testing.assert_close(g.detach(), want.detach(), atol=1e-6, rtol=1e-5)
     finally:
         dist.destroy_process_group()
+
+
+def test_resume_with_other_data_plan_settings_is_refused(reference, pairs):
+    """The checkpoint's micro-batch counts batches of batch_size x workers clips: resuming
+    with other values would skip or repeat clips, so the run refuses and names them (and the
+    run directory is left as it was)."""
+    from common.config import ConfigError
+
+    ref, _ = reference
+    recorded = (ref / "train_config.json").read_text()
+    cfg = dataclasses.replace(_cfg(30), workers=1, batch_size=4)
+    with pytest.raises(
+        ConfigError, match=r"batch_size=2, workers=2; this run asks for batch_size=4, workers=1"
+    ):
+        train([str(pairs)], ref, cfg)
+    assert (ref / "train_config.json").read_text() == recorded

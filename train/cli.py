@@ -122,6 +122,9 @@ def handle_train(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = train(args.inputs, args.run, cfg, address=args.address)
+    except ConfigError as e:  # e.g. a resume whose data plan settings changed
+        log.error("%s", e)
+        return 2
     except (FileNotFoundError, ValueError, ImportError) as e:
         log.error("%s", e)
         return 1

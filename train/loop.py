@@ -98,6 +98,43 @@ def data_position(run_dir: str | Path) -> tuple[int, int, Path | None]:
     return int(state.get("step", 0)), int(pos.get("mb", 0)), ckpt
 
 
+PLAN_FIELDS = (
+    "seed", "batch_size", "workers", "grad_accum", "num_frames", "frame_stride", "buckets",
+    "image_fraction", "mirror_fraction", "reverse_fraction", "short_caption_fraction", "where",
+)  # fmt: skip
+"""Train settings the data plan depends on: a resume continues the plan at the checkpoint's
+micro-batch, so these must be those of the run that wrote it."""
+
+
+def _check_resume_plan(run: Path, cfg: TrainConfig, inputs: list[str], mb0: int) -> None:
+    """ConfigError when a setting of ``PLAN_FIELDS`` differs from the run's recorded config
+    (``train_config.json``): the resumed plan would skip or repeat clips. Changed inputs only
+    warn: adding data to a run redraws its plan on purpose."""
+    from common.config import ConfigError
+
+    try:
+        old = json.loads((run / "train_config.json").read_text())
+    except (OSError, ValueError):
+        return  # nothing recorded to compare with
+    before, now = old.get("train") or {}, json.loads(json.dumps(to_dict(cfg)))
+    changed = [f for f in PLAN_FIELDS if f in before and before[f] != now.get(f)]
+    if changed:
+        was = ", ".join(f"{f}={before[f]!r}" for f in changed)
+        new = ", ".join(f"{f}={now.get(f)!r}" for f in changed)
+        raise ConfigError(
+            f"{run} resumes at micro-batch {mb0} of a data plan made with {was}; this run asks "
+            f"for {new}, and would skip or repeat clips. Rerun with the run's values, or train "
+            "into a new --run"
+        )
+    if sorted(old.get("inputs") or []) != sorted(str(i) for i in inputs):
+        log.warning(
+            "the inputs differ from those of the checkpointed run (%s): the data plan is drawn "
+            "anew from the new index, from micro-batch %d on",
+            old.get("inputs"),
+            mb0,
+        )
+
+
 def train(
     inputs: list[str],
     run_dir: str | Path,
@@ -118,6 +155,9 @@ def train(
     run = Path(run_dir).resolve()
     run.mkdir(parents=True, exist_ok=True)
     files = pair_files(inputs)
+    step0, mb0, ckpt = data_position(run)
+    if ckpt is not None:
+        _check_resume_plan(run, cfg, inputs, mb0)
     (run / "train_config.json").write_text(
         json.dumps({"inputs": [str(i) for i in inputs], "train": to_dict(cfg)}, indent=1)
     )
@@ -134,7 +174,6 @@ def train(
         text_cfg = dataclasses.replace(text_cfg, cache_dir=str(run / "text" / "cache"))
     emb_path = run / "text" / "embeddings.arrow"
     text_dim = embed_captions(captions + prompts, text_cfg, emb_path)
-    step0, mb0, ckpt = data_position(run)
     text_stats = None
     if cfg.model.text_norm and ckpt is None:  # a resumed run has them in its checkpoint
         if cfg.model.text_whiten:  # one pass over the captions for mean, std and covariance
