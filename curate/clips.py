@@ -156,7 +156,14 @@ def split_source(
                          if span.kind == "scene_too_short" else "dark frames or a fade ramp",
                          "start_s": start_s, "end_s": end_s})  # fmt: skip
             return
-        frames = np.stack([buf[k] for k in sorted(buf) if span.start <= k < span.end])
+        kept = [buf[k] for k in sorted(buf) if span.start <= k < span.end]
+        if not kept:  # a span shorter than one output frame period (or a gap in timestamps)
+            rows.append({**base, "_kind": "reject", "stage": "scenes", "reason": "scene_too_short",
+                         "detail": f"{end_s - start_s:.2f}s span holds no frame of the "
+                                   f"{out_fps:g} fps output",
+                         "start_s": start_s, "end_s": end_s})  # fmt: skip
+            return
+        frames = np.stack(kept)
         cid = clip_id(source_id, span.start, span.end, cfg_hash)
         row = {**base, "clip_id": cid, "start_s": start_s, "end_s": end_s}
         try:

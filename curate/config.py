@@ -101,6 +101,11 @@ class CurateConfig:
             raise ValueError(
                 f"need 0 < min_seconds <= max_seconds, got {self.min_seconds}, {self.max_seconds}"
             )
+        if self.min_seconds * self.fps < 1 - 1e-9:
+            raise ValueError(
+                f"min_seconds={self.min_seconds} is shorter than one frame at fps={self.fps}: "
+                f"a clip holds at least one output frame (min_seconds >= {1 / self.fps:.4g})"
+            )
         if self.trim_frames < 0 or self.wave_size < 1 or self.shard_max_rows < 1:
             raise ValueError("trim_frames must be >= 0, wave_size and shard_max_rows >= 1")
 

@@ -29,7 +29,7 @@ class Rule:
 RULES: tuple[Rule, ...] = (
     Rule("drop_black", "black", "is_black", "flag"),
     Rule("drop_frozen", "frozen", "is_frozen", "flag"),
-    Rule("min_seconds", "min_seconds", "_seconds", "min"),
+    Rule("min_seconds", "min_seconds", "seconds", "min"),
     Rule("min_luma", "min_luma", "luma_mean", "min"),
     Rule("max_luma", "max_luma", "luma_mean", "max"),
     Rule("max_dark_frac", "max_dark_frac", "dark_frac", "max"),
@@ -49,6 +49,10 @@ RULES: tuple[Rule, ...] = (
 REASONS = tuple(r.reason for r in RULES)
 """Every reason a filter reject can carry."""
 
+SECONDS_TOLERANCE = 1e-6
+"""A clip's length (end_s - start_s, from float timestamps) may fall short of ``min_seconds`` by
+this much and still pass, as the split's own span planning allows."""
+
 
 def _seconds(row: dict[str, Any]) -> float | None:
     if row.get("start_s") is not None and row.get("end_s") is not None:
@@ -58,11 +62,20 @@ def _seconds(row: dict[str, Any]) -> float | None:
     return None
 
 
+def _fmt(value: float, limit: float) -> tuple[str, str]:
+    """The value and the limit with enough digits to tell them apart (4 where that does)."""
+    for digits in (4, 6, 8, 10, 12):
+        a, b = f"{value:.{digits}g}", f"{limit:.{digits}g}"
+        if a != b:
+            return a, b
+    return repr(value), repr(limit)
+
+
 def _check(rule: Rule, row: dict[str, Any], cfg: FilterConfig) -> dict[str, Any] | None:
     setting = getattr(cfg, rule.field)
     if setting is None or setting is False or setting == ():
         return None
-    value = _seconds(row) if rule.column == "_seconds" else row.get(rule.column)
+    value = _seconds(row) if rule.column == "seconds" else row.get(rule.column)
     if value is None or (isinstance(value, float) and value != value):  # null / NaN: no verdict
         return None
     if rule.kind == "flag":
@@ -88,18 +101,15 @@ def _check(rule: Rule, row: dict[str, Any], cfg: FilterConfig) -> dict[str, Any]
             "value": None if conf is None else float(conf),
         }
     v = float(value)
-    if rule.kind == "min" and v < setting:
-        return {
-            "reason": rule.reason,
-            "detail": f"{rule.column}={v:.4g} < {rule.field}={setting:g}",
-            "value": v,
-        }
+    slack = SECONDS_TOLERANCE if rule.column == "seconds" else 0.0
+    if rule.kind == "min" and v < setting - slack:
+        a, b = _fmt(v, setting)
+        return {"reason": rule.reason, "detail": f"{rule.column}={a} < {rule.field}={b}",
+                "value": v}  # fmt: skip
     if rule.kind == "max" and v > setting:
-        return {
-            "reason": rule.reason,
-            "detail": f"{rule.column}={v:.4g} > {rule.field}={setting:g}",
-            "value": v,
-        }
+        a, b = _fmt(v, setting)
+        return {"reason": rule.reason, "detail": f"{rule.column}={a} > {rule.field}={b}",
+                "value": v}  # fmt: skip
     return None
 
 

@@ -129,3 +129,17 @@ def test_run_curate_refuses_a_rule_whose_scorer_is_off(tmp_path):
     cfg = from_dict(CurateConfig, {"filters": {"max_nsfw": 0.5}})
     with pytest.raises(ConfigError, match="max_nsfw"):
         run_curate([str(tmp_path)], tmp_path / "out", cfg)
+
+
+def test_min_seconds_allows_timestamp_rounding_and_details_tell_value_from_limit():
+    """decord's float timestamps: a 12-frame clip at 12 fps after a 2-frame trim spans
+    1.166667 - 0.166667 = 0.9999999999999999 s, which is min_seconds=1, not under it. A value
+    just under a limit is printed with the digits that show it is under."""
+    cfg = FilterConfig(drop_black=False, min_seconds=1.0)
+    assert apply_filters({"start_s": 0.166667, "end_s": 1.166667}, cfg) is None
+    short = apply_filters({"start_s": 0.0, "end_s": 0.99}, cfg)
+    assert short["detail"] == "seconds=0.99 < min_seconds=1" and short["value"] == 0.99
+    drop = apply_filters({"sharpness": 99.996}, FilterConfig(min_sharpness=100.0))
+    assert drop["detail"] == "sharpness=99.996 < min_sharpness=100"
+    drop = apply_filters({"motion": 2.0000001}, FilterConfig(max_motion=2.0))
+    assert drop["detail"] == "motion=2.0000001 > max_motion=2"

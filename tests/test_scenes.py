@@ -32,6 +32,13 @@ def test_short_pieces_are_named_drops():
     assert [(s.start, s.end) for s in spans if s.kind == "scene_too_short"] == [(0, 4), (26, 30)]
 
 
+def test_min_seconds_under_one_output_frame_is_refused():
+    """A span shorter than the output frame period can hold no output frame."""
+    with pytest.raises(ValueError, match="min_seconds=0.1 is shorter than one frame at fps=2"):
+        CurateConfig(fps=2.0, min_seconds=0.1, max_seconds=0.25)
+    assert CurateConfig(fps=2.0, min_seconds=0.5, max_seconds=1.0).min_seconds == 0.5
+
+
 def test_fade_to_black_and_back_is_not_a_clip():
     fps, cfg = 10, CurateConfig(min_seconds=1.0, max_seconds=10.0, trim_frames=0)
     # 30 bright frames, 8-frame fade out, 10 black, 8-frame fade in, 30 bright
