@@ -260,6 +260,8 @@ def process_source(
         return failed("probe", "decode_timeout", str(e))
     except DecoderCrashed as e:
         return failed("probe", "decoder_crashed", str(e))
+    except Exception as e:  # noqa: BLE001 - e.g. the file vanished since it was listed
+        return failed("probe", "probe_error", f"{type(e).__name__}: {e}")
     src_row.update(info)
     timeout = cfg.split_timeout_s + cfg.split_timeout_per_video_s * float(info["duration_s"])
     try:

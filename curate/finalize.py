@@ -10,6 +10,7 @@ and moved into place, so a crash here is repaired by the rerun.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,12 @@ from schemas.tables import REJECTS, SOURCES
 log = logging.getLogger(__name__)
 
 _OUTPUTS = ("clips", "rejects", "sources")
+
+
+def unreadable_id(path: str) -> str:
+    """The source_id of a source whose content could not be read: sha256 of its path, hex[:32]
+    (no content to hash; the sources and rejects rows of the source still join on it)."""
+    return hashlib.sha256(f"spacetime-unreadable:{path}".encode()).hexdigest()[:32]
 
 
 def _pair_mask(tbl: pa.Table, keys: pa.Array) -> pa.ChunkedArray:
@@ -83,10 +90,11 @@ def finalize(
     extra_rej: list[dict[str, Any]] = []
     for s in unique:
         if s.error:
-            extra_src.append({"source_id": s.source_id or "unreadable", "source_path": s.path,
+            sid = s.source_id or unreadable_id(s.path)
+            extra_src.append({"source_id": sid, "source_path": s.path,
                               "size_bytes": s.size, "status": "failed", "num_clips": 0,
                               "error": f"unreadable_source: {s.error}"})  # fmt: skip
-            extra_rej.append({"source_path": s.path, "stage": "source",
+            extra_rej.append({"source_path": s.path, "source_id": sid, "stage": "source",
                               "reason": "unreadable_source", "detail": s.error})  # fmt: skip
     for dup, orig in dups:
         extra_src.append({"source_id": dup.source_id, "source_path": dup.path, "size_bytes": dup.size,

@@ -57,6 +57,12 @@ _OPERATIONAL = {
     "dedup",
 }  # fmt: skip
 """Config fields a resumed run may change (they do not change the staged rows)."""
+_OPERATIONAL_SCORE = {
+    "device", "num_gpus", "num_cpus", "num_actors", "batch_size", "allow_download",
+}  # fmt: skip
+"""``curate.score`` fields a resumed run may change (where and how the model stage runs)."""
+MANAGED = ("clips", "rejects", "sources", WORK)
+"""Directories of OUT that curate deletes and rewrites: no input may live in them."""
 
 
 def _staged_schema() -> pa.Schema:
@@ -162,7 +168,10 @@ def _model_scorers_enabled(cfg: CurateConfig) -> bool:
 
 def _resume_key(cfg: CurateConfig) -> dict[str, Any]:
     d = to_dict(cfg)
-    return {k: v for k, v in d.items() if k not in _OPERATIONAL}
+    key = {k: v for k, v in d.items() if k not in _OPERATIONAL}
+    if isinstance(key.get("score"), dict):
+        key["score"] = {k: v for k, v in key["score"].items() if k not in _OPERATIONAL_SCORE}
+    return key
 
 
 def _open_work(out: Path, cfg: CurateConfig) -> tuple[Path, str]:
@@ -274,6 +283,22 @@ def _run_wave(work: Path, index: int, sources: Sequence[Source], cfg: CurateConf
 # --- the job ------------------------------------------------------------------------------
 
 
+def _refuse_inputs_in_outputs(found: Sequence[tuple[str, int]], out: Path) -> None:
+    """ConfigError when a local input lies inside a directory curate rewrites (``OUT/clips``,
+    ...): finalizing would delete the footage."""
+    managed = [out / name for name in MANAGED]
+    for path, _ in found:
+        if is_uri(path):
+            continue
+        p = Path(path)
+        for d in managed:
+            if p.is_relative_to(d):
+                raise ConfigError(
+                    f"input {path} lies inside {d}, which curate deletes and rewrites; move "
+                    f"the footage out of it or choose another --output"
+                )
+
+
 def run_curate(
     inputs: Sequence[str],
     out: str | Path,
@@ -291,11 +316,9 @@ def run_curate(
             f"mounts, e.g. EFS at /mnt/shared), got {out}; object stores lack the atomic "
             "renames resume relies on (see docs/cluster.md)"
         )
-    out = Path(out).resolve()
-    if restart:
-        for name in (WORK, "clips", "rejects", "sources", "manifest.json"):
-            p = out / name
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    out = Path(out).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--output {out} is a file; give a directory")
     from curate.filters import check_filter_config
 
     check_filter_config(cfg.filters, cfg.score, cfg.dedup)  # a rule whose scorer is off
@@ -303,10 +326,15 @@ def run_curate(
         from curate.model_scores import ModelScorer
 
         ModelScorer.check_weights(cfg.score)  # fails now, with the weights named, not mid-run
-    work, run_id = _open_work(out, cfg)
     t0 = time.perf_counter()
-    found = list_inputs(inputs)
+    found = list_inputs(inputs)  # before anything in OUT is touched: a bad input changes nothing
+    _refuse_inputs_in_outputs(found, out)
     log.info("found %d source file(s)", len(found))
+    if restart:
+        for name in (*MANAGED, "manifest.json"):
+            p = out / name
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    work, run_id = _open_work(out, cfg)
     sources = hash_sources(found, int(cfg.hash_full_max_mb * (1 << 20)))
     unique, dups = split_duplicates(sources)
     readable = [s for s in unique if not s.error]
@@ -353,7 +381,7 @@ def dedup_drops(
     from common.raylib import init_ray
 
     files = sorted(str(f) for w in waves for f in w.glob("*.parquet"))
-    if not files:
+    if not files or not source_ids:
         return {}
     init_ray(address)
     ds = ray.data.read_parquet(files, schema=STAGED)
@@ -372,7 +400,8 @@ def write_shards(
 ) -> int:
     """Write an iterable of tables as ``part-NNNNN.parquet`` shards bounded in rows and bytes."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = {"clips": CLIPS, "rejects": REJECTS, "sources": SOURCES}[table].names
+    schema = {"clips": CLIPS, "rejects": REJECTS, "sources": SOURCES}[table]
+    names = schema.names
     max_bytes = int(cfg.shard_max_mb * (1 << 20))
     pending: list[pa.Table] = []
     rows = size = shard = total = 0
@@ -399,4 +428,6 @@ def write_shards(
             size += piece.nbytes
             total += piece.num_rows
     flush()
+    if total == 0:  # one empty shard, so readers of the table find its schema
+        write_table(schema.empty_table(), str(out_dir / "part-00000.parquet"), table)
     return total

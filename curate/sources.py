@@ -54,16 +54,25 @@ def _filesystem(uri: str):
 
 
 def _list_remote(uri: str) -> list[tuple[str, int]]:
+    import pyarrow as pa
     import pyarrow.fs as pafs
 
-    fs, root = _filesystem(uri)
-    scheme = uri.split("://", 1)[0]
-    info = fs.get_file_info(root)
-    if info.type == pafs.FileType.File:
-        return [(uri, info.size)]
-    if info.type == pafs.FileType.NotFound:
-        raise FileNotFoundError(f"no such input: {uri}")
-    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    try:
+        fs, root = _filesystem(uri)
+        scheme = uri.split("://", 1)[0]
+        info = fs.get_file_info(root)
+        if info.type == pafs.FileType.File:
+            return [(uri, info.size)]
+        if info.type == pafs.FileType.NotFound:
+            raise FileNotFoundError(f"no such input: {uri}")
+        infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    except (pa.ArrowException, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise FileNotFoundError(
+            f"cannot list input {uri}: {type(e).__name__}: {e} (inputs are local paths, globs, "
+            "or URIs of a file system pyarrow reads, e.g. s3://, gs://, hdfs://)"
+        ) from e
     return sorted(
         (f"{scheme}://{i.path}", i.size)
         for i in infos
@@ -71,27 +80,37 @@ def _list_remote(uri: str) -> list[tuple[str, int]]:
     )
 
 
+def _local_file(f: Path) -> tuple[str, int]:
+    """(resolved path, size); a file that cannot be stat'ed (a dangling link, gone since the
+    listing) is kept with size 0 and becomes an ``unreadable_source`` row when hashed."""
+    try:
+        return str(f.resolve()), f.stat().st_size
+    except OSError:
+        return str(f.absolute()), 0
+
+
 def _list_local(item: str) -> list[tuple[str, int]]:
-    p = Path(item)
+    p = Path(item).expanduser()
     if p.is_file():
-        return [(str(p.resolve()), p.stat().st_size)]
+        return [_local_file(p)]
     if p.is_dir():
         out = []
         for root, _dirs, files in os.walk(p):
             for name in files:
                 if name.lower().endswith(VIDEO_EXTENSIONS):
-                    f = Path(root) / name
-                    out.append((str(f.resolve()), f.stat().st_size))
+                    out.append(_local_file(Path(root) / name))
         return sorted(out)
-    matches = sorted(glob.glob(item, recursive=True))
+    matches = sorted(glob.glob(os.path.expanduser(item), recursive=True))
     if matches:
         out = []
         for m in matches:
             if Path(m).is_dir():
                 out.extend(_list_local(m))
             elif m.lower().endswith(VIDEO_EXTENSIONS):
-                out.append((str(Path(m).resolve()), Path(m).stat().st_size))
+                out.append(_local_file(Path(m)))
         return out
+    if p.is_symlink():
+        return [_local_file(p)]  # named explicitly but dangling: an unreadable source
     raise FileNotFoundError(f"no such input file, directory or glob match: {item}")
 
 
@@ -99,11 +118,17 @@ def list_inputs(inputs: Sequence[str]) -> list[tuple[str, int]]:
     """Expand inputs into ``(path, size)`` pairs, each file once, in a stable order.
 
     A file named explicitly is taken whatever its extension (a non-video becomes a probe
-    reject); directories and remote prefixes contribute files with a video extension.
+    reject); directories and remote prefixes contribute files with a video extension. An input
+    that contributes no file is an error naming it (a mistyped directory must not finish as an
+    empty, successful run).
     """
     seen: dict[str, int] = {}
     for item in inputs:
         found = _list_remote(item) if is_uri(item) else _list_local(item)
+        if not found:
+            raise FileNotFoundError(
+                f"no video files under input {item} (looked for {', '.join(VIDEO_EXTENSIONS)})"
+            )
         for path, size in found:
             seen.setdefault(path, size)
     return sorted(seen.items())

@@ -223,3 +223,70 @@ def test_wave_write_fuses_into_the_task_before_it(ray_session, tmp_path, overrid
     ]
     assert ops == ["Operator 0 FromItems", "Operator 1 MapBatches(_pass)->Write"]
     assert len(list((tmp_path / "w").glob("*.parquet"))) == 3
+
+
+def test_bad_inputs_and_outputs_are_refused_before_out_is_touched(tmp_path, bikes_mp4):
+    """Footage inside a directory curate rewrites, an --output that is a file, an input that
+    does not exist: refused with the reason, and OUT (and the footage) left as they were."""
+    from common.config import ConfigError
+
+    out = tmp_path / "data"
+    (out / "clips").mkdir(parents=True)
+    footage = out / "clips" / "b.mp4"
+    shutil.copy(bikes_mp4, footage)
+    for restart in (False, True):
+        with pytest.raises(ConfigError, match=r"b\.mp4 lies inside .*clips, which curate deletes"):
+            run_curate([str(out / "clips")], out, CurateConfig(), restart=restart)
+    assert footage.exists() and not (out / "_work").exists()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(ConfigError, match="is a file; give a directory"):
+        run_curate([str(bikes_mp4)], afile, CurateConfig())
+    with pytest.raises(FileNotFoundError, match="no such input"):
+        run_curate([str(tmp_path / "nosuchdir")], tmp_path / "o2", CurateConfig())
+    assert not (tmp_path / "o2" / "_work").exists()  # a corrected rerun is not refused
+
+
+def test_unreadable_only_listing_on_a_used_out_and_empty_tables(ray_session, tmp_path, bikes_mp4):
+    """A rerun whose listing holds only an unreadable source (its waves hold other sources)
+    finishes with that source accounted for; a table with no rows is still one Parquet shard
+    with its schema; an unreadable source's sources and rejects rows share a source_id."""
+    import pyarrow.parquet as pq
+
+    from schemas.tables import CLIPS
+
+    out = tmp_path / "out"
+    cfg = CurateConfig(short_side=64)
+    assert run_curate([str(bikes_mp4)], out, cfg)["counts"]["clips_kept"] == 5
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    m = run_curate([str(tmp_path / "in")], out, cfg)
+    assert m["counts"] == {"sources_seen": 1, "sources_ok": 0, "sources_failed": 1,
+                           "clips_kept": 0, "clips_rejected": 0}  # fmt: skip
+    assert pq.read_schema(out / "clips" / "part-00000.parquet").names == CLIPS.names
+    assert pq.read_table(out / "clips").num_rows == 0
+    [src], [rej] = read(out, "sources"), read(out, "rejects")
+    assert rej["reason"] == "unreadable_source" and src["source_id"] == rej["source_id"]
+    assert len(src["source_id"]) == 32
+
+
+def test_a_source_gone_before_its_probe_is_a_reject_row(tmp_path):
+    from curate.clips import process_source
+
+    rows = process_source(str(tmp_path / "gone.mp4"), "s", "gone.mp4", 10, CurateConfig())
+    assert [(r["_kind"], r.get("reason")) for r in rows] == [
+        ("source", None),
+        ("reject", "probe_error"),
+    ]
+    assert rows[0]["status"] == "failed" and "FileNotFoundError" in rows[1]["detail"]
+
+
+def test_resume_allows_changing_where_the_model_stage_runs():
+    from curate.config import replace
+    from curate.pipeline import _resume_key
+    from curate.score_config import ScoreConfig
+
+    base = CurateConfig()
+    ops = replace(base, score=ScoreConfig(batch_size=8, num_actors=2, device="cpu", num_gpus=0.5))
+    assert _resume_key(ops) == _resume_key(base)
+    assert _resume_key(replace(base, score=ScoreConfig(sample_fps=4.0))) != _resume_key(base)

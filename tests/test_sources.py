@@ -75,3 +75,30 @@ def test_duplicates_first_path_wins(tree):
     ]
     # empty files are never "duplicates" of each other: the probe names them empty_file
     assert sum(1 for s in unique if s.size == 0) == 2
+
+
+def test_an_input_with_no_video_is_an_error_naming_it(tree):
+    """A mistyped or empty directory must not finish as an empty, successful run."""
+    (tree / "empty").mkdir()
+    for item in (tree / "empty", tree / "a" / "*.txt"):
+        with pytest.raises(FileNotFoundError, match="no video files under input") as e:
+            list_inputs([str(tree / "a"), str(item)])
+        assert str(item) in str(e.value)
+
+
+def test_a_dangling_link_is_listed_and_becomes_unreadable(tree):
+    """One broken link in a folder does not stop the listing: it is hashed as unreadable (an
+    unreadable_source row), the other files go on."""
+    (tree / "a" / "gone.mp4").symlink_to(tree / "nowhere.mp4")
+    found = list_inputs([str(tree / "a")])
+    assert names(found) == ["gone.mp4", "one.mp4", "two.MOV"]
+    by_name = {s.path.rsplit("/", 1)[-1]: s for s in hash_sources(found)}
+    assert (
+        by_name["gone.mp4"].error.startswith("FileNotFoundError") and by_name["gone.mp4"].size == 0
+    )
+    assert not by_name["one.mp4"].error
+
+
+def test_an_unlistable_uri_is_a_clear_error():
+    with pytest.raises(FileNotFoundError, match="cannot list input http://example.com/v.mp4"):
+        list_inputs(["http://example.com/v.mp4"])
