@@ -11,7 +11,9 @@ and moved into place, so a crash here is repaired by the rerun.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -108,6 +110,8 @@ def finalize(
     final = work / "final"
     shutil.rmtree(final, ignore_errors=True)
 
+    kept_ids: set[str] = set()
+
     def clip_tables() -> Iterator[pa.Table]:
         if staged is None:
             return
@@ -131,7 +135,9 @@ def finalize(
                 seen.add(cid)
                 keep.append(ok)
             if any(keep):
-                yield t.filter(pa.array(keep, pa.bool_()))
+                kept = t.filter(pa.array(keep, pa.bool_()))
+                kept_ids.update(kept.column("clip_id").to_pylist())
+                yield kept
 
     clips_kept = write_shards(clip_tables(), final / "clips", "clips", cfg)
     all_rej = pa.concat_tables(
@@ -155,14 +161,59 @@ def finalize(
         "clips_kept": clips_kept,
         "clips_rejected": sum(1 for r in rej_rows if r["clip_id"] is not None),
     }
+    # recaption's outputs in OUT survive a rerun, less the clips no longer kept
+    for f in sorted((out / "rejects").glob(f"{CAPTION_REJECTS}*.parquet")):
+        _keep_clips(f, final / "rejects" / f.name, "rejects", kept_ids)
     for name in _OUTPUTS:
         dst = out / name
         shutil.rmtree(dst, ignore_errors=True)
         (final / name).rename(dst)
+    for f in sorted((out / "pairs").glob("*.parquet")):
+        _keep_clips(f, f, "pairs", kept_ids)
     manifest = build_manifest(
         run_id, config_dict(cfg), counts, rejects_by_reason(rej_rows),
         extra={"waves": len(waves), "rejects": len(rej_rows)},
     )  # fmt: skip
+    previous = _read_manifest(out)
+    if "recaption" in previous:
+        from recaption.pipeline import totals
+
+        manifest["recaption"] = {**previous["recaption"], **totals(out)}
     write_json_atomic(out / "manifest.json", manifest)
     shutil.rmtree(final, ignore_errors=True)
     return manifest
+
+
+CAPTION_REJECTS = "caption-"
+"""Prefix of recaption's reject shards in OUT/rejects (``recaption.pipeline.REJECT_PREFIX``)."""
+
+
+def _read_manifest(out: Path) -> dict[str, Any]:
+    try:
+        return json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _keep_clips(src: Path, dst: Path, table: str, kept_ids: set[str]) -> None:
+    """Copy the Parquet table ``src`` to ``dst`` (atomically; in place when they are the same
+    path) without the rows of clips not in ``kept_ids``; no file when no row is left."""
+    import pyarrow.parquet as pq
+
+    from schemas.validate import write_table
+
+    tbl = pq.read_table(src)
+    kept = tbl.filter(
+        pc.is_in(tbl.column("clip_id"), value_set=pa.array(sorted(kept_ids), pa.string()))
+    )
+    if kept.num_rows < tbl.num_rows:
+        log.info("%s: %d row(s) of clips no longer kept dropped", src, tbl.num_rows - kept.num_rows)
+    if src == dst and kept.num_rows == tbl.num_rows:
+        return
+    if kept.num_rows == 0:
+        if src == dst:
+            src.unlink()
+        return
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    write_table(kept, str(tmp), table)
+    os.replace(tmp, dst)

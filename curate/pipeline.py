@@ -34,6 +34,7 @@ import pyarrow.dataset as pads
 from common.config import ConfigError, to_dict
 from curate.clips import process_source
 from curate.config import CurateConfig
+from curate.finalize import CAPTION_REJECTS
 from curate.manifest import write_json_atomic
 from curate.sources import (
     Source,
@@ -330,10 +331,15 @@ def run_curate(
     found = list_inputs(inputs)  # before anything in OUT is touched: a bad input changes nothing
     _refuse_inputs_in_outputs(found, out)
     log.info("found %d source file(s)", len(found))
-    if restart:
-        for name in (*MANAGED, "manifest.json"):
+    if restart:  # curate's own outputs; recaption's (pairs, caption rejects) are pruned later
+        for name in MANAGED:
             p = out / name
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            if name == "rejects" and p.is_dir():
+                for f in p.iterdir():
+                    if not f.name.startswith(CAPTION_REJECTS):
+                        f.unlink()
+            else:
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     work, run_id = _open_work(out, cfg)
     sources = hash_sources(found, int(cfg.hash_full_max_mb * (1 << 20)))
     unique, dups = split_duplicates(sources)

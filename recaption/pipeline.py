@@ -34,6 +34,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from common.config import ConfigError, to_dict
+from curate.finalize import CAPTION_REJECTS
 from recaption.base import CaptionRequest, CaptionResult, WeightsMissing, make_backend
 from recaption.config import RecaptionConfig
 from recaption.frames import FRAME_COLUMNS, frames_from_row, prepare_batch
@@ -44,7 +45,7 @@ from schemas.validate import check_files, write_table
 log = logging.getLogger(__name__)
 
 STAGING = "_recaption"
-REJECT_PREFIX = "caption-"
+REJECT_PREFIX = CAPTION_REJECTS
 """Caption reject shards are OUT/rejects/caption-*.parquet (never collide with curate's)."""
 
 

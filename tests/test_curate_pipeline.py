@@ -290,3 +290,41 @@ def test_resume_allows_changing_where_the_model_stage_runs():
     ops = replace(base, score=ScoreConfig(batch_size=8, num_actors=2, device="cpu", num_gpus=0.5))
     assert _resume_key(ops) == _resume_key(base)
     assert _resume_key(replace(base, score=ScoreConfig(sample_fps=4.0))) != _resume_key(base)
+
+
+def test_a_curate_rerun_keeps_recaption_outputs_of_kept_clips(ray_session, tmp_path, bikes_mp4):
+    """recaption's pairs and caption rejects in OUT survive a curate rerun, and so does the
+    manifest's recaption section (counts redone); a rerun whose clips change drops the rows of
+    clips no longer kept, so train never reads a pair of a clip that is not curated."""
+    import pyarrow.parquet as pq
+
+    from recaption.config import RecaptionConfig
+    from recaption.pipeline import run_recaption
+
+    out = tmp_path / "out"
+    cfg = CurateConfig(short_side=64)
+    assert run_curate([str(bikes_mp4)], out, cfg)["counts"]["clips_kept"] == 5
+    run_recaption(out, RecaptionConfig(), limit=2)
+    run_recaption(out, RecaptionConfig(min_words=1000))  # the other 3: too_short rejects
+
+    def recaptioned() -> tuple[int, int]:
+        pairs = sum(pq.read_table(f).num_rows for f in (out / "pairs").glob("*.parquet"))
+        rej = sum(pq.read_table(f).num_rows for f in (out / "rejects").glob("caption-*.parquet"))
+        return pairs, rej
+
+    assert recaptioned() == (2, 3)
+    m = run_curate([str(bikes_mp4)], out, cfg)  # a rerun: nothing to do
+    assert recaptioned() == (2, 3) and m["counts"]["clips_rejected"] == 0
+    assert m["recaption"]["counts"] == {"clips_seen": 5, "pairs": 2, "caption_rejected": 3,
+                                        "pending": 0}  # fmt: skip
+    m = run_curate([str(bikes_mp4)], out, replace_cfg(cfg, max_seconds=1.5), restart=True)
+    kept = m["counts"]["clips_kept"]
+    assert kept > 0 and recaptioned() == (0, 0)  # new spans, new clip_ids
+    assert m["recaption"]["counts"] == {"clips_seen": kept, "pairs": 0, "caption_rejected": 0,
+                                        "pending": kept}  # fmt: skip
+
+
+def replace_cfg(cfg: CurateConfig, **kw) -> CurateConfig:
+    from curate.config import replace
+
+    return replace(cfg, **kw)
