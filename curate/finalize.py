@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,7 @@ def finalize(
     shutil.rmtree(final, ignore_errors=True)
 
     kept_ids: set[str] = set()
+    kept_per_source: Counter[str] = Counter()
 
     def clip_tables() -> Iterator[pa.Table]:
         if staged is None:
@@ -137,6 +139,7 @@ def finalize(
             if any(keep):
                 kept = t.filter(pa.array(keep, pa.bool_()))
                 kept_ids.update(kept.column("clip_id").to_pylist())
+                kept_per_source.update(kept.column("source_id").to_pylist())
                 yield kept
 
     clips_kept = write_shards(clip_tables(), final / "clips", "clips", cfg)
@@ -144,6 +147,11 @@ def finalize(
         [rej_tbl, pa.Table.from_pylist(extra_rej + dedup_rej, schema=rej_tbl.schema)]
     )
     write_shards([all_rej], final / "rejects", "rejects", cfg)
+    # num_clips: the source's clips in OUT/clips (after filters and dedup), not those cut
+    counted = pa.array(
+        [kept_per_source.get(s, 0) for s in src_tbl.column("source_id").to_pylist()], pa.int32()
+    )
+    src_tbl = src_tbl.set_column(src_tbl.schema.get_field_index("num_clips"), "num_clips", counted)
     all_src = pa.concat_tables([src_tbl, pa.Table.from_pylist(extra_src, schema=src_tbl.schema)])
     write_shards([all_src], final / "sources", "sources", cfg)
 

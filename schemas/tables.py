@@ -32,7 +32,7 @@ SOURCES = pa.schema(
         pa.field("height", pa.int32()),
         pa.field("rotation", pa.int32()),
         pa.field("codec", pa.string()),
-        pa.field("num_clips", pa.int32()),
+        pa.field("num_clips", pa.int32()),  # its clips in OUT/clips (after filters and dedup)
     ]
 )
 

@@ -328,3 +328,16 @@ def replace_cfg(cfg: CurateConfig, **kw) -> CurateConfig:
     from curate.config import replace
 
     return replace(cfg, **kw)
+
+
+def test_sources_num_clips_counts_the_clips_written(ray_session, tmp_path, bikes_mp4):
+    from curate.score_config import FilterConfig
+
+    cfg = CurateConfig(short_side=64)
+    out = tmp_path / "out"
+    assert run_curate([str(bikes_mp4)], out, cfg)["counts"]["clips_kept"] == 5
+    assert [s["num_clips"] for s in read(out, "sources")] == [5]
+    strict = replace_cfg(cfg, filters=FilterConfig(min_motion=1000.0))
+    m = run_curate([str(bikes_mp4)], tmp_path / "strict", strict)
+    assert m["counts"]["clips_kept"] == 0 and m["rejects_by_reason"]["filter"] == {"min_motion": 5}
+    assert [s["num_clips"] for s in read(tmp_path / "strict", "sources")] == [0]
