@@ -70,22 +70,27 @@ def finalize(
     address: str | None = None,
 ) -> dict[str, Any]:
     """Write the final tables and the manifest; returns the manifest."""
-    from curate.pipeline import STAGED, dedup_drops, staged_dataset, write_shards
+    from curate.pipeline import STAGED, dedup_drops, staged_dataset, wave_owners, write_shards
 
     current = {(s.source_id, s.path) for s in unique if not s.error}
-    keys = _keys(current)
-    staged = staged_dataset(waves) if waves else None
+    owner = wave_owners(waves)
+    # each source's rows come from the wave that processed it last (a retried source's
+    # earlier failure rows stay behind in the earlier wave)
+    parts = []
+    for w in waves:
+        mine = {p for p in current if owner.get(p) == w}
+        if mine:
+            parts.append((staged_dataset([w]), _keys(mine)))
     kind = pc.field("_kind")
 
     def staged_rows(k: str, columns: list[str]) -> pa.Table:
-        if staged is None:
-            return pa.Table.from_pylist([], schema=pa.schema([STAGED.field(c) for c in columns]))
-        t = staged.to_table(columns=columns, filter=kind == k)
-        return (
-            _first_per_pair(t.filter(_pair_mask(t, keys)))
-            if k == "source"
-            else t.filter(_pair_mask(t, keys))
-        )
+        empty = pa.Table.from_pylist([], schema=pa.schema([STAGED.field(c) for c in columns]))
+        tables = [empty]
+        for ds, keys in parts:
+            t = ds.to_table(columns=columns, filter=kind == k)
+            tables.append(t.filter(_pair_mask(t, keys)))
+        t = pa.concat_tables(tables)
+        return _first_per_pair(t) if k == "source" else t
 
     src_tbl = staged_rows("source", [f.name for f in SOURCES])
     rej_tbl = staged_rows("reject", [f.name for f in REJECTS])
@@ -106,7 +111,7 @@ def finalize(
         extra_rej.append({"source_path": dup.path, "source_id": dup.source_id, "stage": "source",
                           "reason": "duplicate_source", "detail": f"same content as {orig.path}"})  # fmt: skip
 
-    drops = dedup_drops(waves, {sid for sid, _ in current}, cfg, address) if staged else {}
+    drops = dedup_drops(waves, {sid for sid, _ in current}, cfg, address) if parts else {}
     dedup_rej: list[dict[str, Any]] = []
     final = work / "final"
     shutil.rmtree(final, ignore_errors=True)
@@ -114,13 +119,15 @@ def finalize(
     kept_ids: set[str] = set()
     kept_per_source: Counter[str] = Counter()
 
+    def batches() -> Iterator[pa.Table]:
+        for ds, keys in parts:
+            for batch in ds.to_batches(filter=kind == "clip", batch_size=64):
+                t = pa.Table.from_batches([batch])
+                yield t.filter(_pair_mask(t, keys))
+
     def clip_tables() -> Iterator[pa.Table]:
-        if staged is None:
-            return
         seen: set[str] = set()
-        for batch in staged.to_batches(filter=kind == "clip", batch_size=64):
-            t = pa.Table.from_batches([batch])
-            t = t.filter(_pair_mask(t, keys))
+        for t in batches():
             keep = []
             for i, cid in enumerate(t.column("clip_id").to_pylist()):
                 ok = cid not in seen and cid not in drops

@@ -204,11 +204,38 @@ def _complete_waves(work: Path) -> list[Path]:
     return sorted(p for p in waves.iterdir() if p.is_dir() and (p / "sources.json").exists())
 
 
-def _done_pairs(waves: Sequence[Path]) -> set[tuple[str, str]]:
-    done: set[tuple[str, str]] = set()
+RETRIED = ("decode_timeout", "decoder_crashed")
+"""Source failures a rerun retries: they depend on the timeouts (which a rerun may raise) or
+on a decoder's bad moment, not on the file alone."""
+
+
+def wave_owners(waves: Sequence[Path]) -> dict[tuple[str, str], Path]:
+    """The wave whose rows stand for each (source_id, path): the latest that processed it (a
+    source retried by a later wave is that wave's)."""
+    owner: dict[tuple[str, str], Path] = {}
+    for w in waves:  # in wave order
+        for x in json.loads((w / "sources.json").read_text()):
+            owner[(x[0], x[1])] = w
+    return owner
+
+
+def _retry_pairs(waves: Sequence[Path]) -> set[tuple[str, str]]:
+    """Sources whose standing row is a failure named in ``RETRIED``."""
+    out: set[tuple[str, str]] = set()
+    owner = wave_owners(waves)
     for w in waves:
-        done.update(tuple(x) for x in json.loads((w / "sources.json").read_text()))
-    return done
+        files = sorted(str(f) for f in w.glob("*.parquet"))
+        if not files:
+            continue
+        t = pads.dataset(files, format="parquet", schema=STAGED).to_table(
+            columns=["source_id", "source_path", "status", "error"],
+            filter=(pc.field("_kind") == "source") & (pc.field("status") == "failed"),
+        )
+        for r in t.to_pylist():
+            pair = (r["source_id"], r["source_path"])
+            if owner.get(pair) == w and (r["error"] or "").startswith(RETRIED):
+                out.add(pair)
+    return out
 
 
 def _split_write_args(cfg: CurateConfig, models: bool) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -345,9 +372,14 @@ def run_curate(
     unique, dups = split_duplicates(sources)
     readable = [s for s in unique if not s.error]
     waves = _complete_waves(work)
-    done = _done_pairs(waves)
+    retry = _retry_pairs(waves)
+    done = set(wave_owners(waves)) - retry
     todo = [s for s in readable if (s.source_id, s.path) not in done]
+    retried = sum(1 for s in todo if (s.source_id, s.path) in retry)
     log.info("%d source(s) to process, %d already done", len(todo), len(readable) - len(todo))
+    if retried:
+        log.info("retrying %d source(s) whose split timed out or crashed its decoder (%s)",
+                 retried, ", ".join(RETRIED))  # fmt: skip
     if todo:
         init_ray(address)
         next_index = 1 + max((int(w.name[1:]) for w in waves), default=-1)

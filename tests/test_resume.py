@@ -84,3 +84,29 @@ def test_kill_9_mid_run_then_resume(ray_session, tmp_path, synthetic_dir, bikes_
     assert len(every) == len(set(every)) == n_sources  # each source processed exactly once
     m = json.loads((out / "manifest.json").read_text())
     assert m["counts"] == json.loads((clean / "manifest.json").read_text())["counts"]
+
+
+def test_a_rerun_retries_sources_that_timed_out(ray_session, tmp_path, bikes_mp4):
+    """A split that ran out of time is a decode_timeout reject; the rerun with a longer
+    timeout (an operational setting, allowed on resume) retries it, and the tables hold only
+    the retried source's rows: no stale failure, counts that add up."""
+    from tables import read
+
+    from curate.config import CurateConfig, replace
+    from curate.pipeline import run_curate
+
+    out = tmp_path / "out"
+    cfg = CurateConfig(short_side=64)
+    hasty = replace(cfg, split_timeout_s=0.01, split_timeout_per_video_s=0.0)
+    m = run_curate([str(bikes_mp4)], out, hasty)
+    assert m["counts"]["sources_failed"] == 1 and m["counts"]["clips_kept"] == 0
+    assert m["rejects_by_reason"]["clip"] == {"decode_timeout": 1}
+    m = run_curate([str(bikes_mp4)], out, cfg)
+    assert m["counts"] == {"sources_seen": 1, "sources_ok": 1, "sources_failed": 0,
+                           "clips_kept": 5, "clips_rejected": 0}  # fmt: skip
+    assert "clip" not in m["rejects_by_reason"] and len(complete_waves(out)) == 2
+    [src] = read(out, "sources")
+    assert src["status"] == "ok" and src["num_clips"] == 5
+    assert all(r["reason"] != "decode_timeout" for r in read(out, "rejects"))
+    m = run_curate([str(bikes_mp4)], out, cfg)  # done now: nothing is retried
+    assert len(complete_waves(out)) == 2 and m["counts"]["clips_kept"] == 5
