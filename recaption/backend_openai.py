@@ -54,6 +54,49 @@ def retry_after_s(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def check_server(cfg: Any, api_key: str | None = None) -> None:
+    """Before any work: the server at ``base_url`` answers and serves ``model``.
+
+    ``GET {base_url}/models`` (OpenAI, vLLM, SGLang): no answer, a refused API key or a model
+    the server does not list is a ``ValueError`` naming it, so a typo does not turn every clip
+    into a ``server_error`` reject. A server without the endpoint (404/405/501) only warns.
+    """
+    import httpx
+
+    url = cfg.base_url.rstrip("/") + "/models"
+    key = api_key if api_key is not None else os.environ.get(cfg.api_key_env)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        resp = httpx.get(url, headers=headers, timeout=min(30.0, cfg.request_timeout_s))
+    except (httpx.HTTPError, ValueError) as e:  # ValueError: a URL httpx cannot use
+        raise ValueError(
+            f"cannot reach the caption server at {cfg.base_url} ({type(e).__name__}: {e}); "
+            "check recaption.base_url (e.g. http://host:8000/v1) and that the server is up"
+        ) from e
+    if resp.status_code in (401, 403):
+        raise ValueError(
+            f"the caption server at {cfg.base_url} refused the request (HTTP "
+            f"{resp.status_code}): check the API key in ${cfg.api_key_env}"
+        )
+    if resp.status_code in (404, 405, 501):
+        log.warning("%s answered HTTP %d: cannot check that it serves %r", url,
+                    resp.status_code, cfg.model)  # fmt: skip
+        return
+    if resp.status_code != 200:
+        raise ValueError(f"the caption server at {url} answered HTTP {resp.status_code}: "
+                         f"{resp.text[:200]}")  # fmt: skip
+    try:
+        served = [m["id"] for m in resp.json().get("data", [])]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        log.warning("%s sent no model list: cannot check that it serves %r", url, cfg.model)
+        return
+    if cfg.model not in served:
+        raise ValueError(
+            f"the caption server at {cfg.base_url} does not serve model {cfg.model!r}; it "
+            f"serves {served}"
+        )
+
+
 class OpenAIBackend(CaptionBackend):
     """Chat-completions client with bounded concurrency, retries and timeouts."""
 

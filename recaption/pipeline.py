@@ -199,6 +199,29 @@ def _parquet_files(d: Path, prefix: str = "") -> list[Path]:
     )
 
 
+RETRIED = ("server_error", "model_error")
+"""Caption reject reasons a rerun retries: a server or model failure says nothing final about
+the clip (a server that was down, a wrong URL, an out-of-memory batch)."""
+
+
+def _drop_retried_rejects(out: Path) -> int:
+    """Remove the ``RETRIED`` rows from OUT's caption reject shards (atomically, shard by
+    shard), so their clips are captioned again; returns how many."""
+    dropped = 0
+    for f in _parquet_files(out / "rejects", REJECT_PREFIX):
+        tbl = pq.read_table(f)
+        keep = pc.invert(pc.is_in(tbl.column("reason"), value_set=pa.array(RETRIED)))
+        kept = tbl.filter(keep)
+        if kept.num_rows == tbl.num_rows:
+            continue
+        dropped += tbl.num_rows - kept.num_rows
+        if kept.num_rows:
+            _commit(kept, f, "rejects")
+        else:
+            f.unlink()
+    return dropped
+
+
 def done_clip_ids(out: Path) -> set[str]:
     """clip_ids already in OUT/pairs or in a caption reject (the resume key)."""
     done: set[str] = set()
@@ -364,12 +387,22 @@ def run_recaption(
     check_files([str(f) for f in clip_files], "clips")
     check_config(cfg)
     _clean_partial(out)
+    retried = _drop_retried_rejects(out)
+    if retried:
+        log.info("retrying %d clip(s) whose caption failed with %s", retried, " or ".join(RETRIED))
     done = done_clip_ids(out)
     run = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     t0 = time.time()
     todo = _pending_ids(clip_files, done)
     log.info("%d clip(s) to caption, %d already captioned or rejected", todo, len(done))
     stats: dict[str, Any] = {"captioned": 0, "rejected": 0, "tokens": 0, "by_reason": {}}
+    if todo and cfg.backend == "openai":  # the server answers and serves the model
+        from recaption.backend_openai import check_server
+
+        try:
+            check_server(cfg)
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
     if todo:
         stats = _run_job(out, clip_files, done, cfg, run, address, limit)
     elapsed = time.time() - t0

@@ -38,6 +38,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def do_GET(self):  # noqa: N802 - http.server API
+        if self.path != "/v1/models":
+            return self._send(404, {"error": "not found"})
+        served = ["by-duration", "flaky-429", "fail-500", "slow", "refuse", "ok"]
+        self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in served]})
+
     def do_POST(self):  # noqa: N802 - http.server API
         srv = self.server
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -161,3 +167,33 @@ def test_job_with_openai_backend(ray_session, server, tmp_path):
     bad = next(r for r in rej if r["reason"] == "decode_error")
     assert bad["clip_id"] == rows[3]["clip_id"] and bad["detail"]
     assert len(server.calls) == 1 + 2 + 1  # ok, 500 + one retry, refusal; none for the bad clip
+
+
+def test_job_refuses_a_server_that_does_not_serve_the_model(server, tmp_path):
+    """A mistyped model or URL fails at start, naming it: not one server_error per clip."""
+    from common.config import ConfigError
+
+    out = tmp_path / "out"
+    write_clips(out, [Shot(seconds=1.0)])
+    with pytest.raises(ConfigError, match=r"does not serve model 'goood-model'; it serves \['by"):
+        run_recaption(out, _cfg(server, "goood-model"))
+    with pytest.raises(
+        ConfigError, match="cannot reach the caption server at http://127.0.0.1:9/v1"
+    ):
+        run_recaption(out, _cfg(server, "ok", base_url="http://127.0.0.1:9/v1"))
+    assert not (out / "pairs").exists() or not list((out / "pairs").glob("*.parquet"))
+
+
+def test_a_rerun_retries_clips_that_failed_on_the_server(ray_session, server, tmp_path):
+    """server_error is not a final verdict: the rerun captions the clip again and its old
+    reject row goes; a QA reject (refusal) stays done."""
+    out = tmp_path / "out"
+    rows = write_clips(out, [Shot(seconds=1.0), Shot(seconds=1.5), Shot(seconds=2.0)])
+    first = run_recaption(out, _cfg(server, "by-duration", max_retries=0, batch_size=3))
+    assert first["rejects_by_reason"] == {"refusal": 1, "server_error": 1}
+    second = run_recaption(out, _cfg(server, "ok", batch_size=3))
+    assert second["last_run"]["captioned"] == 1 and second["last_run"]["skipped_done"] == 2
+    assert second["rejects_by_reason"] == {"refusal": 1}
+    assert second["counts"] == {"clips_seen": 3, "pairs": 2, "caption_rejected": 1, "pending": 0}
+    pairs = [r for f in (out / "pairs").glob("*.parquet") for r in pq.read_table(f).to_pylist()]
+    assert sorted(r["clip_id"] for r in pairs) == sorted([rows[0]["clip_id"], rows[1]["clip_id"]])
