@@ -29,6 +29,11 @@ def _how_to(model: str) -> str:
     )
 
 
+_WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json",
+                 "pytorch_model.bin.index.json")  # fmt: skip
+"""Files one of which a local model directory must hold besides config.json."""
+
+
 def check_weights(model: str, revision: str = "", allow_download: bool = False) -> None:
     """Fail fast (:class:`WeightsMissing`) when ``model`` is neither a local model directory
     nor in the Hugging Face cache (unless downloads are allowed)."""
@@ -39,10 +44,17 @@ def check_weights(model: str, revision: str = "", allow_download: bool = False) 
         )
     p = Path(model).expanduser()
     if p.exists() or model.startswith(("/", "./", "../", "~")):
+        if not p.is_dir():
+            raise WeightsMissing(f"caption model directory {model} does not exist")
         if not (p / "config.json").is_file():
             raise WeightsMissing(
                 f"caption model directory {model} has no config.json: not a transformers model "
                 "directory (save one with model.save_pretrained / processor.save_pretrained)"
+            )
+        if not any(next(p.glob(pattern), None) for pattern in _WEIGHT_FILES):
+            raise WeightsMissing(
+                f"caption model directory {model} holds no weights ({', '.join(_WEIGHT_FILES)}): "
+                "copy the model's weight files next to its config.json"
             )
         return
     if allow_download:
@@ -87,16 +99,24 @@ class TransformersBackend(CaptionBackend):
         kw: dict[str, Any] = {"local_files_only": not cfg.allow_download}
         if cfg.revision:
             kw["revision"] = cfg.revision
+        local = Path(cfg.model).expanduser()
+        name = str(local) if local.exists() else cfg.model
         try:
-            self.processor = AutoProcessor.from_pretrained(cfg.model, **kw)
-            mkw = dict(kw, dtype=self.dtype)
+            self.processor = AutoProcessor.from_pretrained(name, **kw)
+            mkw = dict(kw, dtype=self.dtype, output_loading_info=True)
             if cfg.attn_implementation:
                 mkw["attn_implementation"] = cfg.attn_implementation
-            self.model = AutoModelForImageTextToText.from_pretrained(cfg.model, **mkw)
+            self.model, info = AutoModelForImageTextToText.from_pretrained(name, **mkw)
         except OSError as e:
             raise WeightsMissing(
                 f"caption model {cfg.model!r} could not be loaded ({e}); {_how_to(cfg.model)}"
             ) from e
+        missing = list(info.get("missing_keys") or [])
+        if missing:  # transformers fills them with random values: captions would be made up
+            raise WeightsMissing(
+                f"caption model {cfg.model!r}: {len(missing)} weight(s) missing from its files "
+                f"(e.g. {', '.join(missing[:3])}); the checkpoint is incomplete"
+            )
         self.model.to(self.device).eval()
         tok = getattr(self.processor, "tokenizer", None)
         if tok is not None:
@@ -105,7 +125,7 @@ class TransformersBackend(CaptionBackend):
                 tok.pad_token = tok.eos_token
         self.tokenizer = tok
         self.source = cfg.model
-        self.revision = _revision(cfg.model, cfg.revision, self.model.config)
+        self.revision = _revision(name, cfg.revision, self.model.config)
         self.prompt_version = get_prompts(cfg.prompt_version).version
         log.info("caption model %s (%s) on %s, %s", cfg.model, self.revision, self.device, dtype)
 

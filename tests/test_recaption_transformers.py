@@ -80,6 +80,30 @@ def test_missing_weights_fail_fast(tmp_path):
     assert not (tmp_path / "out" / "pairs").exists()
 
 
+def test_a_model_dir_without_its_weights_fails_fast(tiny_vlm, tmp_path):
+    """No weight file, or a checkpoint missing tensors (transformers would fill them with
+    random values): refused, never a caption from made-up weights."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    with pytest.raises(WeightsMissing, match="does not exist"):
+        check_weights(str(tmp_path / "nope"))
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_vlm, bare, ignore=shutil.ignore_patterns("*.safetensors*", "*.bin"))
+    with pytest.raises(WeightsMissing, match="holds no weights"):
+        check_weights(str(bare))
+    partial = tmp_path / "partial"
+    shutil.copytree(tiny_vlm, partial)
+    [f] = list(partial.glob("*.safetensors"))
+    tensors = load_file(f)
+    gone = sorted(tensors)[0]
+    save_file({k: v for k, v in tensors.items() if k != gone}, f, metadata={"format": "pt"})
+    check_weights(str(partial))  # the files are there; the load finds the hole
+    with pytest.raises(WeightsMissing, match="weight\\(s\\) missing from its files"):
+        TransformersBackend(_cfg(str(partial)))
+
+
 def test_job_with_tiny_vlm(ray_session, tiny_vlm, tmp_path):
     """Through Ray (CPU frame prep → actor pool): a row per clip, lineage set."""
     out = tmp_path / "out"
