@@ -28,6 +28,8 @@ _REFUSAL = re.compile(
     r"as an ai|i do not have the ability|i don'?t have the ability|unfortunately,? i)",
     re.IGNORECASE,
 )
+_LABEL = re.compile(r"^\*{1,2}[^*\n]{0,40}?(?::\*{1,2}|\*{1,2}:)\s*")
+_EMPHASIS = re.compile(r"\*{1,2}([^*\n]+?)\*{1,2}")
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s*$")
 _WORD = re.compile(r"\d+(?:[.,]\d+)+|[\w'’-]+", re.UNICODE)
 
@@ -45,7 +47,8 @@ class QAResult:
 def strip_boilerplate(text: str) -> str:
     """Drop quotes, markdown emphasis and openings like "The video shows"; capitalise."""
     t = text.strip().strip('"“”').strip()
-    t = re.sub(r"^\*\*?[^*]{0,40}\*\*?:?\s*", "", t) if t.startswith("*") else t
+    t = _LABEL.sub("", t, count=1)  # "**Caption:** …": a label, dropped
+    t = _EMPHASIS.sub(r"\1", t)  # "**A red car** speeds …": the words stay, the stars go
     for _ in range(2):
         new = _BOILERPLATE.sub("", t, count=1)
         if new == t:
@@ -107,6 +110,8 @@ def check_caption(
     t = strip_boilerplate(text)
     if not t:
         return QAResult("", "empty", "only boilerplate")
+    if _REFUSAL.match(t):  # behind quotes, a label or an opening ("In this video, I cannot …")
+        return QAResult(text, "refusal", text.strip()[:120])
     loops, why = repetition(t)
     if loops:
         return QAResult(t, "repetition_loop", why)

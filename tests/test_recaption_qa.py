@@ -27,6 +27,11 @@ def test_empty(text):
         "I cannot help with identifying people in videos.",
         "As an AI language model, I do not see videos.",
         "Sorry, the frames are unclear.",
+        # behind quotes, a label or an opening that is stripped
+        "\"I'm sorry, but I can't provide a description of this video because it is blank.\"",
+        "**Caption:** I'm sorry, but I cannot describe the people in these frames.",
+        "Here is a dense description: I cannot identify the people in these frames at all.",
+        "In this video, I am unable to determine what is happening because it is too dark.",
     ],
 )
 def test_refusal(text):
@@ -104,3 +109,15 @@ def test_prompts_are_versioned_and_render():
     assert "one complete sentence" in render("v1", "short", 4, 1.0)
     with pytest.raises(ValueError, match="known"):
         get_prompts("v999")
+
+
+def test_emphasis_keeps_its_words_and_only_a_label_is_dropped():
+    """ "**A red sports car** speeds …" keeps its subject; "**Caption:** …" loses the label."""
+    car = "speeds down a coastal highway as the camera tracks alongside it."
+    assert check_caption(f"**A red sports car** {car}").text == f"A red sports car {car}"
+    assert check_caption(f"*Tiny* robots walk across a wooden table {car}").text.startswith(
+        "Tiny robots walk"
+    )
+    assert check_caption(f"*Slowly*, a red sports car {car}").text.startswith("Slowly, a red")
+    for label in ("**Caption:** ", "**Caption**: ", "*Description:* "):
+        assert check_caption(label + f"A red sports car {car}").text == f"A red sports car {car}"
