@@ -265,10 +265,19 @@ def _write_outputs(staged: Path, out: Path, run: str, shard_rows: int) -> dict[s
     count = {"pair": 0, "reject": 0}
     shard = {"pair": 0, "reject": 0}
 
-    def flush(kind: str) -> None:
+    def flush(kind: str, final: bool) -> None:
+        """Write the pending rows of ``kind`` as shards of ``shard_rows`` rows (and, when
+        ``final``, the remainder as a last smaller one); a remainder stays pending otherwise."""
         if not pending[kind]:
             return
-        t = pa.concat_tables(pending[kind])
+        rows = pa.concat_tables(pending[kind])
+        n = rows.num_rows if final else rows.num_rows - rows.num_rows % shard_rows
+        for start in range(0, n, shard_rows):
+            write_shard(kind, rows.slice(start, min(shard_rows, n - start)))
+        rest = rows.slice(n)
+        pending[kind], count[kind] = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def write_shard(kind: str, t: pa.Table) -> None:
         if kind == "pair":
             _commit(
                 t.select(PAIRS.names), pairs_dir / f"part-{run}-{shard[kind]:05d}.parquet", "pairs"
@@ -277,7 +286,6 @@ def _write_outputs(staged: Path, out: Path, run: str, shard_rows: int) -> dict[s
             name = f"{REJECT_PREFIX}{run}-{shard[kind]:05d}.parquet"
             _commit(t.select(REJECTS.names), rej_dir / name, "rejects")
         shard[kind] += 1
-        pending[kind], count[kind] = [], 0
 
     def batches() -> Iterator[pa.Table]:
         if files:
@@ -303,9 +311,9 @@ def _write_outputs(staged: Path, out: Path, run: str, shard_rows: int) -> dict[s
             pending[kind].append(part)
             count[kind] += part.num_rows
             if count[kind] >= shard_rows:
-                flush(kind)
-    flush("pair")
-    flush("reject")
+                flush(kind, final=False)
+    flush("pair", final=True)
+    flush("reject", final=True)
     stats["by_reason"] = dict(sorted(stats["by_reason"].items()))
     return stats
 

@@ -341,3 +341,9 @@ def test_sources_num_clips_counts_the_clips_written(ray_session, tmp_path, bikes
     m = run_curate([str(bikes_mp4)], tmp_path / "strict", strict)
     assert m["counts"]["clips_kept"] == 0 and m["rejects_by_reason"]["filter"] == {"min_motion": 5}
     assert [s["num_clips"] for s in read(tmp_path / "strict", "sources")] == [0]
+    # recaption after a run that kept no clip: nothing to caption, not "run curate first"
+    from recaption.config import RecaptionConfig
+    from recaption.pipeline import run_recaption
+
+    section = run_recaption(tmp_path / "strict", RecaptionConfig())
+    assert section["counts"] == {"clips_seen": 0, "pairs": 0, "caption_rejected": 0, "pending": 0}

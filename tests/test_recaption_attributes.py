@@ -189,3 +189,11 @@ def test_a_failing_backend_makes_model_error_rows_not_a_crash(tmp_path, monkeypa
         ("reject", "caption", "model_error")
     }
     assert all("device lost" in r["detail"] and r["video"] is None for r in out)
+
+
+def test_shard_max_rows_is_a_maximum(ray_session, tmp_path):
+    out = tmp_path / "out"
+    write_clips(out, SHOTS)
+    run_recaption(out, RecaptionConfig(min_words=1, shard_max_rows=3))
+    sizes = sorted(pq.ParquetFile(f).metadata.num_rows for f in (out / "pairs").glob("*.parquet"))
+    assert sizes == [1, 3]
