@@ -169,17 +169,25 @@ class AlignmentStage:
         idx = [i for i, r in enumerate(rows) if r["_kind"] == "pair"]
         frames = [frames_from_row(rows[i]["_frames"], rows[i]["_frames_shape"]) for i in idx]
         texts = [rows[i]["caption_short"] or rows[i]["caption"] for i in idx]
+        errors: list[str | None] = [None] * len(idx)
         try:
             scores = self.scorer.score(frames, texts)
-        except Exception as e:  # noqa: BLE001 - the batch stays; alignment stays null
-            log.warning(
-                "alignment failed on a batch (%s: %s); alignment left null", type(e).__name__, e
-            )
-            scores = [None] * len(idx)
+        except Exception as e:  # noqa: BLE001 - one clip at a time then
+            log.warning("alignment failed on a batch of %d (%s: %s); scoring clip by clip",
+                        len(idx), type(e).__name__, e)  # fmt: skip
+            scores = []
+            for k in range(len(idx)):
+                try:
+                    scores.extend(self.scorer.score(frames[k : k + 1], texts[k : k + 1]))
+                except Exception as e1:  # noqa: BLE001 - this clip's alignment is unknown
+                    scores.append(None)
+                    errors[k] = f"alignment: {type(e1).__name__}: {e1}"[:500]
         lo = self.cfg.min_alignment
-        for i, s in zip(idx, scores, strict=True):
+        for i, s, err in zip(idx, scores, errors, strict=True):
             rows[i]["alignment"] = s
-            if lo is not None and s is not None and s < lo:
+            if lo is not None and err is not None:  # the rule cannot be checked: not kept
+                rows[i] = _reject(rows[i], "model_error", err)  # retried by a rerun
+            elif lo is not None and s is not None and s < lo:
                 rows[i] = _reject(
                     rows[i], "low_alignment", f"alignment {s:.4f} < min_alignment {lo:g}", s
                 )

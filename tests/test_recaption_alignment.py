@@ -65,3 +65,39 @@ def test_job_scores_and_filters(ray_session, tiny_clip, tmp_path):
     rej = pq.read_table(next((out / "rejects").glob("caption-*.parquet"))).to_pylist()[0]
     assert rej["clip_id"] == ({r["clip_id"] for r in rows} - {pairs[0]["clip_id"]}).pop()
     assert rej["value"] < 1.01 and "min_alignment" in rej["detail"]
+
+
+def test_a_failed_alignment_never_skips_min_alignment():
+    """A batch the scorer fails on is scored clip by clip; with min_alignment set, a clip whose
+    alignment stays unknown is not kept unchecked: a model_error reject (retried by a rerun).
+    Without min_alignment its alignment is null."""
+    import pyarrow as pa
+
+    from recaption.pipeline import STAGED, AlignmentStage
+
+    class Scorer:
+        def score(self, frames, texts):
+            if len(texts) > 1 or texts[0] == "boom":
+                raise RuntimeError("CUDA out of memory")
+            return [0.5 if texts[0] == "good" else 0.1]
+
+    frames = np.zeros((1, 4, 4, 3), np.uint8)
+    rows = [{"_kind": "pair", "clip_id": f"c{i}", "caption": t, "caption_short": t,
+             "_frames": frames.tobytes(), "_frames_shape": list(frames.shape)}
+            for i, t in enumerate(["good", "bad", "boom"])]  # fmt: skip
+    schema = STAGED
+    for name, typ in (("_frames", pa.binary()), ("_frames_shape", pa.list_(pa.int32()))):
+        if name not in schema.names:
+            schema = schema.append(pa.field(name, typ))
+    batch = pa.Table.from_pylist(rows, schema=schema)
+    for lo, expect in (
+        (0.25, [("pair", None), ("reject", "low_alignment"), ("reject", "model_error")]),
+        (None, [("pair", None), ("pair", None), ("pair", None)]),
+    ):
+        stage = object.__new__(AlignmentStage)
+        stage.cfg, stage.scorer = RecaptionConfig(alignment=True, min_alignment=lo), Scorer()
+        out = stage(batch).to_pylist()
+        assert [(r["_kind"], r["reason"]) for r in out] == expect
+        assert [r["alignment"] for r in out] == [0.5, pytest.approx(0.1), None]
+        if lo is not None:
+            assert out[2]["detail"] == "alignment: RuntimeError: CUDA out of memory"
