@@ -249,7 +249,30 @@ def _clean_partial(out: Path) -> None:
         for stale in d.glob(".*.tmp") if d.is_dir() else []:
             log.info("removing unfinished shard %s", stale)
             stale.unlink(missing_ok=True)
-    shutil.rmtree(out / STAGING, ignore_errors=True)
+
+
+def _recover_staged(out: Path, shard_rows: int) -> int:
+    """Commit what a run that died before its commit left in OUT/_recaption: every staged file
+    that reads back whole (a file cut short by the crash does not, and its clips stay pending),
+    less the clips already done; then remove the staging. Returns the rows recovered."""
+    staging = out / STAGING
+    if not staging.is_dir():
+        return 0
+    files = []
+    for f in sorted(staging.rglob("*.parquet")):
+        try:
+            pq.ParquetFile(f).metadata  # noqa: B018 - reads the footer: whole or not
+            files.append(f)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is left to redo
+            log.warning("staged file %s is incomplete (%s): its clips are captioned again", f, e)
+    stats = {"captioned": 0, "rejected": 0}
+    if files:
+        run = "recovered-" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        stats = _write_outputs(files, out, run, shard_rows, skip=done_clip_ids(out))
+        log.info("recovered %d pair(s) and %d reject(s) staged by an interrupted run",
+                 stats["captioned"], stats["rejected"])  # fmt: skip
+    shutil.rmtree(staging, ignore_errors=True)
+    return stats["captioned"] + stats["rejected"]
 
 
 # --- output --------------------------------------------------------------------------------
@@ -261,13 +284,17 @@ def _commit(tbl: pa.Table, path: Path, table: str) -> None:
     os.replace(tmp, path)
 
 
-def _write_outputs(staged: Path, out: Path, run: str, shard_rows: int) -> dict[str, Any]:
-    """Stream the staged rows into committed pairs / reject shards; returns this run's counts."""
-    files = sorted(str(f) for f in staged.rglob("*.parquet"))
+def _write_outputs(
+    staged: Path | list[Path], out: Path, run: str, shard_rows: int, skip: set[str] | None = None
+) -> dict[str, Any]:
+    """Stream the staged rows (a directory's files, or the files given) into committed pairs /
+    reject shards, once per clip_id and none of ``skip``; returns the counts written."""
+    found = staged.rglob("*.parquet") if isinstance(staged, Path) else staged
+    files = sorted(str(f) for f in found)
     pairs_dir, rej_dir = out / "pairs", out / "rejects"
     pairs_dir.mkdir(parents=True, exist_ok=True)
     rej_dir.mkdir(parents=True, exist_ok=True)
-    seen: set[str] = set()
+    seen: set[str] = set(skip or ())
     stats: dict[str, Any] = {"captioned": 0, "rejected": 0, "tokens": 0, "by_reason": Counter()}
     pending: dict[str, list[pa.Table]] = {"pair": [], "reject": []}
     count = {"pair": 0, "reject": 0}
@@ -403,6 +430,7 @@ def run_recaption(
     check_files([str(f) for f in clip_files], "clips")
     check_config(cfg)
     _clean_partial(out)
+    recovered = _recover_staged(out, cfg.shard_max_rows)
     retried = _drop_retried_rejects(out)
     if retried:
         log.info("retrying %d clip(s) whose caption failed with %s", retried, " or ".join(RETRIED))
@@ -430,7 +458,12 @@ def run_recaption(
         "prompt_version": cfg.prompt_version,
         "config": to_dict(cfg),
         **totals(out),
-        "last_run": {"skipped_done": len(done), **stats, "seconds": round(elapsed, 2)},
+        "last_run": {
+            "skipped_done": len(done),
+            "recovered": recovered,
+            **stats,
+            "seconds": round(elapsed, 2),
+        },  # fmt: skip
     }
     update_manifest(out, section)
     log.info(

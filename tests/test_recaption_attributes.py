@@ -197,3 +197,22 @@ def test_shard_max_rows_is_a_maximum(ray_session, tmp_path):
     run_recaption(out, RecaptionConfig(min_words=1, shard_max_rows=3))
     sizes = sorted(pq.ParquetFile(f).metadata.num_rows for f in (out / "pairs").glob("*.parquet"))
     assert sizes == [1, 3]
+
+
+def test_work_staged_by_a_run_that_died_before_its_commit_is_kept(ray_session, tmp_path):
+    """The staged files a crashed run finished are committed by the rerun (not captioned
+    again); a file the crash cut short is skipped and its clips captioned anew."""
+    from recaption.pipeline import STAGING, build_dataset
+
+    out = tmp_path / "out"
+    rows = write_clips(out, SHOTS)
+    cfg = RecaptionConfig(min_words=1)
+    clip_files = sorted((out / "clips").glob("*.parquet"))
+    # what the job had written when the process died, before the commit
+    build_dataset(clip_files, set(), cfg, limit=None).write_parquet(str(out / STAGING / "run1"))
+    (out / STAGING / "run1" / "cut-short.parquet").write_bytes(b"PAR1 half a file")
+    section = run_recaption(out, cfg)
+    assert section["last_run"]["recovered"] == len(rows) and section["last_run"]["captioned"] == 0
+    assert section["counts"]["pairs"] == len(rows) and section["counts"]["pending"] == 0
+    assert sorted(done_clip_ids(out)) == sorted(r["clip_id"] for r in rows)
+    assert not (out / STAGING).exists()
