@@ -170,6 +170,8 @@ class OpenAIBackend(CaptionBackend):
                 last = f"timeout after {self.cfg.request_timeout_s:g}s ({type(e).__name__})"
             except httpx.TransportError as e:
                 last = f"connection error: {type(e).__name__}: {e}"
+            except httpx.HTTPError as e:  # e.g. a body that does not decode: this clip only
+                last = f"{type(e).__name__}: {e}"
             else:
                 if resp.status_code == 200:
                     return self._parse(resp)

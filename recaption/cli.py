@@ -109,6 +109,7 @@ def handle(args: argparse.Namespace) -> int:
     from common.config import ConfigError
     from recaption.base import WeightsMissing
     from recaption.pipeline import run_recaption
+    from schemas.validate import SchemaError
 
     try:
         cfg = load_config(args)
@@ -121,7 +122,7 @@ def handle(args: argparse.Namespace) -> int:
         ray.data.DataContext.get_current().enable_progress_bars = False
     try:
         section = run_recaption(args.out, cfg, args.address, limit=args.limit)
-    except (ConfigError, WeightsMissing, FileNotFoundError) as e:
+    except (ConfigError, WeightsMissing, FileNotFoundError, SchemaError) as e:
         log.error("%s", e)
         return 2
     c, last = section["counts"], section["last_run"]
@@ -129,7 +130,8 @@ def handle(args: argparse.Namespace) -> int:
     print(
         f"\nrecaption finished: {args.out} ({cfg.backend}{': ' + cfg.model if cfg.model else ''})\n"
         f"this run: {last['captioned']} captioned, {last['rejected']} rejected, "
-        f"{last['skipped_done']} already done, {last['seconds']}s\n"
+        f"{last['skipped_done']} already done, {last['recovered']} recovered from an "
+        f"interrupted run, {last['seconds']}s\n"
         f"total:    {c['pairs']} pairs, {c['caption_rejected']} rejected of {c['clips_seen']} clips "
         f"({c['pending']} pending)\nrejects:  {reasons}"
     )

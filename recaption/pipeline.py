@@ -394,6 +394,11 @@ def check_config(cfg: RecaptionConfig) -> None:
         raise ConfigError("recaption.min_alignment needs recaption.alignment: true")
     if cfg.num_frames < 1 or cfg.batch_size < 1 or cfg.replicas < 1:
         raise ConfigError("recaption: num_frames, batch_size and replicas must be >= 1")
+    if cfg.max_retries < 0 or cfg.max_concurrency < 1 or cfg.request_timeout_s <= 0:
+        raise ConfigError(
+            "recaption: max_retries must be >= 0, max_concurrency >= 1 and request_timeout_s > 0"
+            f" (got {cfg.max_retries}, {cfg.max_concurrency}, {cfg.request_timeout_s})"
+        )
     from recaption.prompts import get_prompts
 
     try:

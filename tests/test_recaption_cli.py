@@ -52,3 +52,16 @@ def test_run_and_missing_weights(ray_session, tmp_path, capsys):
     bad = _parser().parse_args(["recaption", str(out), "--backend", "transformers", "--model",
                                 str(tmp_path / "no-such-model")])  # fmt: skip
     assert bad.func(bad) == 2
+    # settings that would send no request, and a clips table of the wrong shape: exit 2
+    for setting in ("max_retries=-1", "max_concurrency=0"):
+        bad = _parser().parse_args(["recaption", str(out), "--backend", "openai", "--model", "m",
+                                    "--set", setting])  # fmt: skip
+        assert bad.func(bad) == 2
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    odd = tmp_path / "odd"
+    (odd / "clips").mkdir(parents=True)
+    pq.write_table(pa.table({"x": [1]}), odd / "clips" / "part-00000.parquet")
+    bad = _parser().parse_args(["recaption", str(odd)])
+    assert bad.func(bad) == 2
