@@ -63,12 +63,14 @@ def _seconds(row: dict[str, Any]) -> float | None:
 
 
 def _fmt(value: float, limit: float) -> tuple[str, str]:
-    """The value and the limit with enough digits to tell them apart (4 where that does)."""
+    """The limit as configured, and the value with the digits that tell it from the limit (4
+    where they do)."""
+    b = f"{limit:g}" if float(f"{limit:g}") == limit else repr(limit)
     for digits in (4, 6, 8, 10, 12):
-        a, b = f"{value:.{digits}g}", f"{limit:.{digits}g}"
+        a = f"{value:.{digits}g}"
         if a != b:
             return a, b
-    return repr(value), repr(limit)
+    return repr(value), b
 
 
 def _check(rule: Rule, row: dict[str, Any], cfg: FilterConfig) -> dict[str, Any] | None:
