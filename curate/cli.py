@@ -72,7 +72,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray in-process)",
     )
     p.add_argument(
-        "--restart", action="store_true", help="discard earlier work in OUT instead of resuming"
+        "--restart",
+        action="store_true",
+        help="discard earlier curate work in OUT instead of resuming (recaption's pairs and caption "
+        "rejects of clips the new run keeps stay; those of other clips go)",
     )
     p.add_argument("--no-progress", action="store_true", help="hide Ray Data progress bars")
     p.set_defaults(func=handle)
