@@ -20,7 +20,9 @@ SOURCES = pa.schema(
         pa.field(
             "source_id", pa.string(), nullable=False
         ),  # sha256 of the content, hex[:32] (of the path when unreadable)
-        pa.field("source_path", pa.string(), nullable=False),  # as given (local path or s3://)
+        pa.field(
+            "source_path", pa.string(), nullable=False
+        ),  # absolute local path (links resolved), or the URI as given
         pa.field("size_bytes", pa.int64()),
         pa.field("status", pa.string(), nullable=False),  # ok | failed | duplicate
         pa.field("error", pa.string()),
