@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from common.config import ConfigError, to_dict
+from common.lock import out_lock
 from curate.clips import process_source
 from curate.config import CurateConfig
 from curate.finalize import CAPTION_REJECTS
@@ -335,8 +336,6 @@ def run_curate(
     restart: bool = False,
 ) -> dict[str, Any]:
     """Curate ``inputs`` into ``out``; returns the manifest. Resumes earlier work in ``out``."""
-    from common.raylib import init_ray
-    from curate.finalize import finalize
 
     if is_uri(str(out)):
         raise ConfigError(
@@ -358,6 +357,22 @@ def run_curate(
     found = list_inputs(inputs)  # before anything in OUT is touched: a bad input changes nothing
     _refuse_inputs_in_outputs(found, out)
     log.info("found %d source file(s)", len(found))
+    with out_lock(out):
+        return _curate_into(out, found, cfg, address, restart, t0)
+
+
+def _curate_into(
+    out: Path,
+    found: list[tuple[str, int]],
+    cfg: CurateConfig,
+    address: str | None,
+    restart: bool,
+    t0: float,
+) -> dict[str, Any]:
+    """``run_curate`` once OUT is locked: waves for the sources not done, then finalize."""
+    from common.raylib import init_ray
+    from curate.finalize import finalize
+
     if restart:  # curate's own outputs; recaption's (pairs, caption rejects) are pruned later
         for name in MANAGED:
             p = out / name

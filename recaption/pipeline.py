@@ -34,6 +34,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from common.config import ConfigError, to_dict
+from common.lock import out_lock
 from curate.finalize import CAPTION_REJECTS
 from recaption.base import CaptionRequest, CaptionResult, WeightsMissing, make_backend
 from recaption.config import RecaptionConfig
@@ -434,6 +435,18 @@ def run_recaption(
         raise FileNotFoundError(f"{out}/clips holds no Parquet files: run `spacetime curate` first")
     check_files([str(f) for f in clip_files], "clips")
     check_config(cfg)
+    with out_lock(out):
+        return _recaption_into(out, clip_files, cfg, address, limit)
+
+
+def _recaption_into(
+    out: Path,
+    clip_files: list[Path],
+    cfg: RecaptionConfig,
+    address: str | None,
+    limit: int | None,
+) -> dict[str, Any]:
+    """``run_recaption`` once OUT is locked: recover, retry, caption the rest, commit."""
     _clean_partial(out)
     recovered = _recover_staged(out, cfg.shard_max_rows)
     retried = _drop_retried_rejects(out)

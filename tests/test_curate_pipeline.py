@@ -347,3 +347,39 @@ def test_sources_num_clips_counts_the_clips_written(ray_session, tmp_path, bikes
 
     section = run_recaption(tmp_path / "strict", RecaptionConfig())
     assert section["counts"] == {"clips_seen": 0, "pairs": 0, "caption_rejected": 0, "pending": 0}
+
+
+def test_one_job_at_a_time_per_output(ray_session, tmp_path, bikes_mp4):
+    """While a job holds OUT (another process, here a child holding the lock), curate and
+    recaption on the same OUT refuse at once instead of interleaving their writes; once that
+    process is gone (killed: no clean exit), the lock is free."""
+    import subprocess
+
+    from common.config import ConfigError
+    from common.lock import LOCK_NAME
+    from recaption.config import RecaptionConfig
+    from recaption.pipeline import run_recaption
+
+    out = tmp_path / "out"
+    out.mkdir()
+    code = (
+        "import sys, time; from filelock import FileLock; "
+        f"l = FileLock({str(out / LOCK_NAME)!r}); l.acquire(); print('held', flush=True); "
+        "time.sleep(60)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match="in use by another spacetime job"):
+            run_curate([str(bikes_mp4)], out, CurateConfig())
+        from curate.synthetic import Shot
+        from recaption.testing import write_clips
+
+        write_clips(out, [Shot(seconds=1.0)])
+        with pytest.raises(ConfigError, match="in use by another spacetime job"):
+            run_recaption(out, RecaptionConfig())
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (out / "_work").exists() and not (out / "pairs").exists()
+    assert run_recaption(out, RecaptionConfig())["counts"]["pairs"] == 1
