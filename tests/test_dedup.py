@@ -135,3 +135,18 @@ def test_config_validation():
     with pytest.raises(ValueError, match="pigeonhole"):
         DedupConfig(phash_radius=6, phash_bands=6)
     assert DedupConfig(phash_radius=6).bands == 7
+
+
+def test_a_one_second_clip_is_compared_with_a_longer_copy(ray_session):
+    """A 12-frame clip samples 2 frames at 2 fps, a 13-frame one 3: both carry phash_frames
+    hashes (at the same relative times), so the copy is found (their hash counts differed and
+    the pair was skipped)."""
+    f = np.stack(list(render_shot(Shot(kind="static", seconds=2.0, background=31), 192, 112, 12.0)))
+    rows = []
+    for cid, n in (("a", 12), ("b", 13)):
+        hashes = clip_hashes(f[:n])
+        assert len(hashes) == ScoreConfig().phash_frames
+        rows.append({"clip_id": cid, "source_id": cid, "start_s": 0.0, "end_s": n / 12,
+                     "phash": hashes, "aesthetic": None})  # fmt: skip
+    drops = find_duplicates(dataset(ray_session, rows), DedupConfig())
+    assert [(d["clip_id"], d["kept_clip_id"]) for d in drops] == [("a", "b")]  # b is longer
