@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from common.openclip import needs_quick_gelu
 from curate.score_config import ScoreConfig
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,9 @@ OUTPUT_COLUMNS = ("clip_embedding", "aesthetic", "nsfw", "_score_error")
 
 CLIP_HELP = (
     "give a local checkpoint (curate.score.clip_pretrained=/path/open_clip_model.safetensors, "
-    "e.g. from huggingface-cli download timm/vit_large_patch14_clip_224.openai), pre-cache the "
-    "tag in the Hugging Face cache, set curate.score.allow_download=true, or set "
+    "e.g. from huggingface-cli download timm/vit_large_patch14_clip_224.openai, with "
+    "curate.score.clip_model=ViT-L-14-quickgelu: OpenAI's weights were trained with QuickGELU), "
+    "pre-cache the tag in the Hugging Face cache, set curate.score.allow_download=true, or set "
     "curate.score.clip_model='' to turn the model scorers off"
 )
 
@@ -144,8 +146,9 @@ class ModelScorer:
         if cfg.clip_model:
             register_model_config(cfg)
             model, _, preprocess = open_clip.create_model_and_transforms(
-                cfg.clip_model, pretrained=cfg.clip_pretrained, device=self.device
-            )
+                cfg.clip_model, pretrained=cfg.clip_pretrained, device=self.device,
+                force_quick_gelu=needs_quick_gelu(cfg.clip_model, cfg.clip_pretrained),
+            )  # fmt: skip
             self.model, self.preprocess = model.eval(), preprocess
             with torch.no_grad():
                 size = preprocess.transforms[0].size if hasattr(preprocess, "transforms") else 224

@@ -20,7 +20,8 @@ AESTHETIC_HELP = (
     "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/"
     "sac+logos+ava1-l14-linearMSE.pth (or LAION-AI/aesthetic-predictor's "
     "sa_0_4_vit_l_14_linear.pth), and set curate.score.aesthetic_head=/path/to/it "
-    "(with curate.score.clip_model=ViT-L-14, clip_pretrained=openai)"
+    "(with curate.score.clip_model=ViT-L-14-quickgelu and clip_pretrained=openai or the "
+    "OpenAI ViT-L/14 weights file: the heads were fit on those embeddings)"
 )
 
 

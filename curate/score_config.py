@@ -90,7 +90,7 @@ class ScoreConfig:
     ocr_max_side: int = 320
     """Long side the text detector resizes a frame to (smaller is faster, misses small text)."""
     clip_model: str = ""
-    """open_clip model name for frame embeddings (e.g. ViT-L-14); empty: no model scorers."""
+    """open_clip model name for frame embeddings (ViT-L-14-quickgelu for OpenAI's weights); empty: no model scorers."""
     clip_pretrained: str = ""
     """open_clip ``pretrained`` tag (e.g. openai, laion2b_s32b_b82k; must be in the local
     Hugging Face cache unless allow_download) or a local checkpoint file."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from common.openclip import needs_quick_gelu
 from recaption.base import WeightsMissing
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,9 @@ class AlignmentScorer:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         weights = str(Path(checkpoint).expanduser()) if checkpoint else pretrained
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=weights, device=self.device
-        )
+            name, pretrained=weights, device=self.device,
+            force_quick_gelu=needs_quick_gelu(name, weights),
+        )  # fmt: skip
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(name)
 

@@ -194,3 +194,15 @@ def test_curate_with_model_stage_end_to_end(ray_session, tiny_clip, bikes_mp4, t
     assert {r["reason"] for r in dropped} == {"min_aesthetic"}
     assert all(f"< min_aesthetic={cut:g}" in r["detail"] for r in dropped)
     assert m["rejects_by_reason"]["filter"] == {"min_aesthetic": len(dropped)}
+
+
+def test_openai_weights_get_the_activation_they_were_trained_with():
+    """OpenAI's CLIP weights use QuickGELU; under a plain model name open_clip 3 builds GELU
+    with only a warning. Every loader passes force_quick_gelu from this check."""
+    from common.openclip import needs_quick_gelu
+
+    assert needs_quick_gelu("ViT-L-14", "openai") and needs_quick_gelu("ViT-B-32", "openai")
+    assert not needs_quick_gelu("ViT-L-14-quickgelu", "openai")  # already QuickGELU
+    assert not needs_quick_gelu("ViT-L-14", "laion2b_s32b_b82k")  # trained with GELU
+    assert not needs_quick_gelu("ViT-L-14", "/models/clip.safetensors")  # the name decides
+    assert not needs_quick_gelu("ViT-L-14", "")

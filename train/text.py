@@ -33,6 +33,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from common.openclip import needs_quick_gelu
+
 log = logging.getLogger(__name__)
 
 
@@ -281,7 +283,10 @@ class OpenCLIPTextEncoder(TextEncoder):
                 f"('open_clip:{model_name}:/path/to/open_clip_model.safetensors')"
             )
         try:
-            model = open_clip.create_model(model_name, pretrained=pretrained, device="cpu")
+            model = open_clip.create_model(
+                model_name, pretrained=pretrained, device="cpu",
+                force_quick_gelu=needs_quick_gelu(model_name, pretrained),
+            )  # fmt: skip
         except (RuntimeError, OSError, ValueError) as e:
             raise FileNotFoundError(
                 f"open_clip model {model_name!r} with pretrained={pretrained!r} could not be "
