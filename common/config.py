@@ -43,7 +43,7 @@ def preset_path(name_or_path: str) -> Path:
 def load_yaml(path: Path | str) -> dict[str, Any]:
     """Load a YAML mapping (an empty file is an empty mapping)."""
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(data, dict):
@@ -96,6 +96,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
+        if isinstance(value, int) and value in (0, 1):  # --set flag=0 parses as YAML int
+            return bool(value)
         if isinstance(value, str) and value.lower() in (
             "true",
             "1",
@@ -170,6 +172,10 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         parts = key.strip().split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {p} was given a value, not a section")
+        if isinstance(node.get(parts[-1]), dict):
+            raise ConfigError(f"override {item!r}: {key.strip()} is a section, not a value")
         node[parts[-1]] = value
     return out
 
@@ -193,10 +199,21 @@ def load_stage_config(
     overrides: Mapping[str, Any] | None = None,
 ) -> T:
     """Resolve a stage config: preset section, then ``config_file`` section, then overrides."""
-    data: dict[str, Any] = dict(load_yaml(preset_path(preset)).get(section) or {})
+    preset_data = load_yaml(preset_path(preset))
+    data: dict[str, Any] = dict(preset_data.get(section) or {})
     if config_file:
         extra = load_yaml(config_file)
-        data = deep_merge(data, extra.get(section, extra if section not in extra else {}) or {})
+        sections = set(preset_data) | {section}
+        if sections & set(extra):  # a file of sections, as the presets: the other keys are typos
+            unknown = sorted(set(extra) - sections)
+            if unknown:
+                raise ConfigError(
+                    f"{config_file}: unknown top-level key(s) {unknown}; its sections are "
+                    f"{sorted(sections)} (or write one stage's fields at the top level)"
+                )
+            data = deep_merge(data, extra.get(section) or {})
+        else:  # one stage's fields at the top level
+            data = deep_merge(data, extra)
     if overrides:
         data = deep_merge(data, overrides)
     return from_dict(cls, data, where=f"{section}")

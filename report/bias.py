@@ -84,7 +84,7 @@ def make_category(
 def load_file(path: Path) -> Category:
     """One YAML term list."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise TermsError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(data, dict) or "groups" not in data:

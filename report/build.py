@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from common.config import ConfigError
 from report import bias, captions, funnel, gallery, stats
 from report.config import ReportConfig
 from report.stats import GROUP_PARTITIONS, key, split_key
@@ -329,6 +330,8 @@ def build_report(out: str, output: str | None = None, cfg: ReportConfig | None =
     report["bias_by_source"] = {"method": "clip reject rate per source: clip-level rejects / "
                                 "(clip-level rejects + kept clips), 95% Wilson interval"}  # fmt: skip
     report["gallery"] = build_gallery(fs, files, cfg)
+    if output is None and "://" in str(out):
+        raise ConfigError(f"{out} is remote: give --output, a local directory for the report")
     dest = Path(output) if output else Path(str(out)) / "report"
     dest.mkdir(parents=True, exist_ok=True)
     figures = html.figures(report, plots)
@@ -356,5 +359,5 @@ def _strip_images(report: dict[str, Any]) -> dict[str, Any]:
 
 def _write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")  # index.html declares UTF-8, whatever the locale
     os.replace(tmp, path)

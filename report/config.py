@@ -52,3 +52,19 @@ class ReportConfig:
 
     num_cpus: float = 0.5
     """CPUs reserved per aggregation task (fractional so a small machine never starves)."""
+
+    def __post_init__(self) -> None:
+        from common.config import ConfigError
+
+        positive = ("bins", "thumb_frames", "thumb_height", "max_ngram", "batch_size")
+        bad = [f"{n}={getattr(self, n)}" for n in positive if getattr(self, n) < 1]
+        counts = ("gallery_kept", "gallery_per_reason", "top_ngrams", "max_sources",
+                  "min_group_captions")  # fmt: skip
+        bad += [f"{n}={getattr(self, n)}" for n in counts if getattr(self, n) < 0]
+        if self.num_cpus <= 0:
+            bad.append(f"num_cpus={self.num_cpus}")
+        if bad:
+            raise ConfigError(
+                f"report: {', '.join(bad)} out of range ({', '.join(positive)} must be >= 1, "
+                "the counts >= 0, num_cpus > 0)"
+            )

@@ -150,7 +150,7 @@ def _funnel(r: dict[str, Any], f: dict) -> str:
     rows = []
     for s in r["funnel"]["steps"]:
         lost = "; ".join(
-            f"{st}: " + ", ".join(f"{escape(k)} {n:,}" for k, n in v.items())
+            f"{escape(str(st))}: " + ", ".join(f"{escape(k)} {n:,}" for k, n in v.items())
             for st, v in s["lost"].items()
         )
         rows.append(

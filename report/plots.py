@@ -22,6 +22,7 @@ plt.rcParams.update(
         "axes.spines.top": False,
         "axes.spines.right": False,
         "figure.dpi": 100,
+        "text.parse_math": False,  # labels are file names and values: "$5_off_$10" is text
     }
 )
 

@@ -68,7 +68,10 @@ def list_parquet(fs: pafs.FileSystem, root: str, table_dir: str) -> list[str]:
         name = fi.base_name
         if fi.type != pafs.FileType.File or not name.endswith(".parquet"):
             continue
-        if name.startswith((".", "_")) or ".tmp" in fi.path:
+        # hidden or temporary at any level below the table's folder (as Ray skips them when
+        # it reads the folder): .ipynb_checkpoints/, _old/, .part.tmp
+        parts = fi.path[len(base) :].strip("/").split("/")
+        if any(p.startswith((".", "_")) or ".tmp" in p for p in parts):
             continue
         files.append(fi.path)
     return sorted(files)

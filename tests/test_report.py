@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -304,3 +305,32 @@ def test_page_renders_in_headless_chromium(built, tmp_path):
     assert img.shape == (2000, 1200)
     assert img.var() > 100, "the screenshot is (almost) blank"
     assert (img < 200).mean() > 0.01, "the screenshot is (almost) all white"
+
+
+def test_odd_names_paths_and_settings(tmp_path, ray_session, monkeypatch):
+    """File names with '$' (matplotlib math) and an OUT under a '.tmp' folder; a stray copy of a
+    shard in a hidden folder counts in neither the rows nor the histograms; a remote OUT needs
+    --output; out-of-range settings are refused; the page is UTF-8 whatever the locale."""
+    import shutil
+
+    from common.config import ConfigError
+    from report.build import build_report
+    from report.config import ReportConfig
+
+    monkeypatch.setattr(sys.modules[__name__], "SOURCES",
+                        ["/footage/sale_$5_off_$10.mp4", "/footage/a$b_c_d$.mp4", "/f/c.mp4"])  # fmt: skip
+    out = make_out(tmp_path / "x.tmp" / "out", with_pairs=False)
+    first = sorted((out / "clips").glob("*.parquet"))[0]
+    (out / "clips" / ".ipynb_checkpoints").mkdir()
+    shutil.copy(first, out / "clips" / ".ipynb_checkpoints" / first.name)
+    rep = build_report(str(out), str(tmp_path / "rep"), ReportConfig(gallery_kept=1))
+    kept = next(s for s in rep["funnel"]["steps"] if s["name"] == "clips kept")
+    assert kept["count"] == 24 and all(c["ok"] for c in rep["funnel"]["checks"])
+    assert rep["distributions"]["rows"] == 24
+    assert rep["distributions"]["histograms"]["motion"]["total"] == 24
+    assert "sale_$5_off_$10.mp4" in (tmp_path / "rep" / "index.html").read_text(encoding="utf-8")
+    with pytest.raises(ConfigError, match="is remote: give --output"):
+        build_report(f"file://{out}", None, ReportConfig())
+    for bad in ({"bins": 0}, {"thumb_frames": 0}, {"bins": -3}):
+        with pytest.raises(ConfigError, match="out of range"):
+            ReportConfig(**bad)
