@@ -215,6 +215,9 @@ def load_stage_config(
         else:  # one stage's fields at the top level
             data = deep_merge(data, extra)
     if overrides:
+        if isinstance(overrides.get(section), Mapping):  # --set curate.score.x=… as the docs
+            rest = {k: v for k, v in overrides.items() if k != section}
+            overrides = deep_merge(rest, overrides[section])
         data = deep_merge(data, overrides)
     return from_dict(cls, data, where=f"{section}")
 

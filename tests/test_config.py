@@ -30,3 +30,10 @@ def test_overrides_take_0_and_1_as_booleans_and_refuse_a_key_used_both_ways():
         parse_overrides(["score=1", "score.ocr=false"])
     with pytest.raises(ConfigError, match="score is a section, not a value"):
         parse_overrides(["score.ocr=false", "score=1"])
+
+
+def test_overrides_may_name_their_section():
+    """The docs and error hints write curate.score.ocr=...: with or without the section."""
+    over = parse_overrides(["curate.score.ocr=false", "fps=8"])
+    cfg = load_stage_config(CurateConfig, "curate", "demo", overrides=over)
+    assert cfg.score.ocr is False and cfg.fps == 8.0

@@ -162,3 +162,16 @@ def test_hidden_layer_out_of_range_is_a_clear_error():
     build_text_encoder(TextConfig(layer=-7))  # the token embeddings, counted from the end
     with pytest.raises(ValueError, match="open_clip encoders give their last layer only"):
         build_text_encoder(TextConfig(encoder="open_clip:ViT-B-32", layer=0))
+
+
+def test_an_uncached_encoder_id_stops_at_start_without_downloading(monkeypatch):
+    """Nothing downloads silently: an HF id missing from the cache is an error naming
+    text.allow_download, raised by the driver's check before any Ray work."""
+    from train.text import check_text_encoder
+
+    monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-hf-cache")
+    cfg = TextConfig(encoder="google/umt5-xxl")
+    for step in (check_text_encoder, build_text_encoder):
+        with pytest.raises(FileNotFoundError, match="text.allow_download=true"):
+            step(cfg)
+    check_text_encoder(TextConfig())  # the bundled MiniLM needs nothing

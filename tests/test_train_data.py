@@ -343,3 +343,13 @@ def test_bad_where_is_a_config_error_naming_the_condition(where, message):
 
     with pytest.raises(ConfigError, match=message):
         TrainConfig(where=where).resolved()
+
+
+def test_activation_checkpointing_from_either_field():
+    """train.activation_checkpointing and model.checkpoint_activations both turn it on (the
+    model field was overwritten by the train one and did nothing)."""
+    from train.model import ModelConfig
+
+    assert _cfg(activation_checkpointing=True).model.checkpoint_activations
+    assert _cfg(model=ModelConfig(checkpoint_activations=True)).model.checkpoint_activations
+    assert not _cfg().model.checkpoint_activations

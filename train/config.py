@@ -181,7 +181,9 @@ class TrainConfig:
             parse_size(b)
         check_where(self.where)
         model = dataclasses.replace(
-            self.model.resolved(), checkpoint_activations=self.activation_checkpointing
+            self.model.resolved(),
+            checkpoint_activations=self.activation_checkpointing
+            or self.model.checkpoint_activations,
         )
         if model.patch_t > 1 and self.image_fraction > 0:
             raise ConfigError(

@@ -36,6 +36,8 @@ class LatentConfig:
     """VAE weight dtype: float32, bfloat16 or float16."""
     device: str = "cpu"
     """Device the VAE runs on."""
+    allow_download: bool = False
+    """Let diffusers fetch an HF id missing from the local cache (off: local files only)."""
 
 
 def _to_tensor(video) -> torch.Tensor:
@@ -132,17 +134,20 @@ class WanVAECodec(LatentCodec):
         if dtype is None:
             raise ValueError(f"latent dtype {cfg.dtype!r} not one of {sorted(_DTYPES)}")
         path = cfg.vae
-        kwargs = {}
+        kwargs: dict = {}
+        only_local = {"local_files_only": not cfg.allow_download}
         local = Path(path)
         if local.is_dir() and not (local / "config.json").exists() and (local / "vae").is_dir():
             kwargs["subfolder"] = "vae"
         try:
-            self.vae = AutoencoderKLWan.from_pretrained(path, torch_dtype=dtype, **kwargs)
+            self.vae = AutoencoderKLWan.from_pretrained(
+                path, torch_dtype=dtype, **kwargs, **only_local
+            )
         except (OSError, ValueError) as e:
             if not kwargs and not local.exists():
                 try:
                     self.vae = AutoencoderKLWan.from_pretrained(
-                        path, subfolder="vae", torch_dtype=dtype
+                        path, subfolder="vae", torch_dtype=dtype, **only_local
                     )
                 except (OSError, ValueError) as e2:
                     raise FileNotFoundError(_missing(path, e2)) from e2
@@ -177,7 +182,8 @@ def _missing(path: str, err: Exception) -> str:
     return (
         f"VAE weights {path!r} could not be loaded ({err}). Give latent.vae as a local dir "
         "(save_pretrained layout: config.json + diffusion_pytorch_model.safetensors, or a "
-        "pipeline dir with a vae/ subfolder) or an HF id with network access."
+        "pipeline dir with a vae/ subfolder) or an HF id in the local HF cache, or set "
+        "latents.allow_download=true to fetch it."
     )
 
 

@@ -61,6 +61,7 @@ from train.data import (
 )
 from train.embeddings import embed_captions, lookup_text, token_covariance, token_stats
 from train.flow import EMA, euler_sample, flow_loss, prior_noise, shift_for_tokens
+from train.text import check_text_encoder
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,7 @@ def train(
     step0, mb0, ckpt = data_position(run)
     if ckpt is not None:
         _check_resume_plan(run, cfg, inputs, mb0)
+    check_text_encoder(cfg.text)  # a missing encoder stops the run here, not in an actor
     (run / "train_config.json").write_text(
         json.dumps({"inputs": [str(i) for i in inputs], "train": to_dict(cfg)}, indent=1)
     )

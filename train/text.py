@@ -54,13 +54,17 @@ class TextConfig:
     0.26); earlier layers keep them apart (the demo preset takes 3: benchmarks/RESULTS.md,
     runs 32-36). open_clip encoders take -1 only."""
     cache_dir: str | None = None
-    """Directory for the on-disk caption-embedding cache (None: in-memory only)."""
+    """Directory for the on-disk caption-embedding cache (None: RUN/text/cache under
+    ``spacetime train``; in memory only for an encoder built on its own)."""
     device: str = "cpu"
     """Device the encoder runs on ('cpu', 'cuda')."""
     dtype: str = "float32"
     """Encoder weight dtype: float32, bfloat16 or float16 (embeddings are returned as float32)."""
     batch_size: int = 64
     """Captions encoded per forward pass when filling the cache."""
+    allow_download: bool = False
+    """Let transformers fetch an HF id missing from the local cache (off: local files only, so
+    nothing is downloaded silently and a missing encoder stops the run at start)."""
 
 
 def text_key(cfg: TextConfig) -> str:
@@ -191,16 +195,12 @@ class HFTextEncoder(TextEncoder):
         import transformers
 
         self.name = name
+        local = {"local_files_only": not cfg.allow_download}
         try:
-            config = transformers.AutoConfig.from_pretrained(path)
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+            config = transformers.AutoConfig.from_pretrained(path, **local)
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(path, **local)
         except (OSError, ValueError) as e:
-            raise FileNotFoundError(
-                f"text encoder {path!r} could not be loaded ({e}). Give a local directory "
-                "holding config.json, tokenizer files and weights (save_pretrained layout), "
-                "or an HF id with network access / a filled HF cache; the offline default "
-                "is encoder='minilm'."
-            ) from e
+            raise FileNotFoundError(_missing_encoder(path, e)) from e
         layers = int(getattr(config, "num_layers", None) or config.num_hidden_layers)
         if not -(layers + 1) <= cfg.layer <= layers:
             raise ValueError(
@@ -217,7 +217,7 @@ class HFTextEncoder(TextEncoder):
         if dtype is None:
             raise ValueError(f"text dtype {cfg.dtype!r} not one of {sorted(_DTYPES)}")
         try:
-            self.model = cls.from_pretrained(path, dtype=dtype)
+            self.model = cls.from_pretrained(path, dtype=dtype, **local)
         except OSError as e:
             raise FileNotFoundError(
                 f"weights for text encoder {path!r} are missing ({e}); put them in the "
@@ -313,6 +313,29 @@ class OpenCLIPTextEncoder(TextEncoder):
         length = min(self.max_length, ids.shape[1])
         x, mask = x[:, :length], mask[:, :length]
         return x * mask[..., None].to(x.dtype), mask
+
+
+def _missing_encoder(path: str, e: Exception) -> str:
+    return (
+        f"text encoder {path!r} could not be loaded ({e}). Give a local directory holding "
+        "config.json, tokenizer files and weights (save_pretrained layout), or an HF id in the "
+        "local HF cache (huggingface-cli download ID), or set text.allow_download=true to fetch "
+        "it; the offline default is encoder='minilm'."
+    )
+
+
+def check_text_encoder(cfg: TextConfig) -> None:
+    """FileNotFoundError now (in the driver, before any work) when a transformers text encoder
+    is neither a local directory nor cached and downloads are off; reads its config only."""
+    enc = cfg.encoder.strip()
+    if enc.lower() == "minilm" or enc.startswith("open_clip:"):
+        return  # bundled, or checked when built (open_clip names its weights)
+    import transformers
+
+    try:
+        transformers.AutoConfig.from_pretrained(enc, local_files_only=not cfg.allow_download)
+    except (OSError, ValueError) as e:
+        raise FileNotFoundError(_missing_encoder(enc, e)) from e
 
 
 def build_text_encoder(cfg: TextConfig) -> TextEncoder:
