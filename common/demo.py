@@ -11,6 +11,7 @@ import argparse
 import importlib.util
 import json
 import logging
+import os
 import re
 import shutil
 import time
@@ -199,9 +200,20 @@ def run_demo(args: argparse.Namespace) -> int:
     init_ray(args.address)
 
     t = _step(1, n, f"footage: {args.videos} synthetic videos + real footage → {footage}")
-    if not (footage / "synthetic" / "truth.json").exists():
+    synthetic = footage / "synthetic"
+    made_with = {"videos": args.videos, "seconds_per_shot": args.seconds_per_shot,
+                 "shape_shots": args.shape_shots, "shape_speed": args.shape_speed}  # fmt: skip
+    params = synthetic / "params.json"
+    if (synthetic / "truth.json").exists():  # made by an earlier run: the same footage?
+        before = json.loads(params.read_text()) if params.exists() else None
+        if before is not None and before != made_with:
+            raise SystemExit(
+                f"demo: {synthetic} holds footage made with {before}, not {made_with}; give "
+                "another --output or delete it"
+            )
+    else:
         demo_corpus(
-            footage / "synthetic",
+            synthetic,
             num_videos=args.videos,
             seconds_per_shot=args.seconds_per_shot,
             shape_shots=args.shape_shots,
@@ -209,11 +221,15 @@ def run_demo(args: argparse.Namespace) -> int:
             sizes=DEMO_SIZES,
             fps_choices=DEMO_FPS,
         )
+        params.write_text(json.dumps(made_with))
     if not args.no_real_footage:
         (footage / "real").mkdir(parents=True, exist_ok=True)
         for src in real_footage():
-            if not (footage / "real" / src.name).exists():
-                shutil.copy(src, footage / "real" / src.name)
+            dst = footage / "real" / src.name
+            if not dst.exists() or dst.stat().st_size != src.stat().st_size:
+                tmp = dst.with_name(f".{dst.name}.tmp")  # a copy cut short is never kept
+                shutil.copy(src, tmp)
+                os.replace(tmp, dst)
     log.info("footage ready in %.1fs", time.monotonic() - t)
 
     t = _step(2, n, "curate (demo preset): scenes → clips → scores → filters → dedup")

@@ -71,3 +71,40 @@ def test_default_prompts_are_what_the_attribute_captioner_writes_for_such_clips(
     from common.demo import DEFAULT_PROMPTS, shape_prompt
 
     assert DEFAULT_PROMPTS == (shape_prompt("red", "left"), shape_prompt("blue", "up"))
+
+
+def test_demo_footage_step_resumes_safely(tmp_path, monkeypatch):
+    """A real clip cut short by an interrupted copy is copied again; footage made with other
+    settings is not silently reused (the demo stops, naming both)."""
+    import argparse
+
+    from common import demo
+
+    class Stop(Exception):
+        pass
+
+    def stop(argv):
+        raise Stop  # the steps after the footage are not under test here
+
+    made = []
+    monkeypatch.setattr(demo, "_call", stop)
+    monkeypatch.setattr("common.raylib.init_ray", lambda *a, **k: None)
+    monkeypatch.setattr("curate.synthetic.demo_corpus",
+                        lambda d, **kw: (made.append(kw), d.mkdir(parents=True, exist_ok=True),
+                                         (d / "truth.json").write_text("[]")))  # fmt: skip
+    parser = argparse.ArgumentParser()
+    demo.register(parser.add_subparsers())
+    out = tmp_path / "demo"
+    args = parser.parse_args(["demo", "--output", str(out), "--videos", "2"])
+    [real] = [p for p in demo.real_footage() if p.name == "bikes.mp4"]
+    (out / "footage" / "real").mkdir(parents=True)
+    (out / "footage" / "real" / "bikes.mp4").write_bytes(b"cut short")
+    with pytest.raises(Stop):
+        demo.run_demo(args)
+    assert (out / "footage" / "real" / "bikes.mp4").read_bytes() == real.read_bytes()
+    with pytest.raises(Stop):
+        demo.run_demo(args)  # same settings: the footage is reused
+    assert len(made) == 1
+    args = parser.parse_args(["demo", "--output", str(out), "--videos", "8"])
+    with pytest.raises(SystemExit, match="holds footage made with .*'videos': 2"):
+        demo.run_demo(args)
