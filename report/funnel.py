@@ -114,11 +114,15 @@ def build_funnel(
         "steps": steps,
         "pending_caption": pending,
         "rejects_by_stage": {s: dict(v) for s, v in rejects.items()},
-        "checks": _checks(manifest, rejects, n_clips, n_pairs, curate_clip_rejects),
+        "checks": _checks(
+            manifest, rejects, n_clips, n_pairs, curate_clip_rejects, n_sources_table
+        ),  # fmt: skip
     }
 
 
-def _checks(manifest, rejects, n_clips, n_pairs, curate_clip_rejects) -> list[dict[str, Any]]:
+def _checks(
+    manifest, rejects, n_clips, n_pairs, curate_clip_rejects, n_sources_table=None
+) -> list[dict[str, Any]]:
     """Manifest counts next to the counts in the tables; ``ok`` False marks a disagreement."""
     counts = manifest.get("counts") or {}
     out = []
@@ -134,8 +138,10 @@ def _checks(manifest, rejects, n_clips, n_pairs, curate_clip_rejects) -> list[di
         check("clips_rejected = non-caption rejects/ rows with a clip_id",
               counts.get("clips_rejected"), curate_clip_rejects)  # fmt: skip
     seen, ok, failed = (counts.get(k) for k in ("sources_seen", "sources_ok", "sources_failed"))
-    if None not in (seen, ok, failed):
-        check("sources_seen = sources_ok + sources_failed", seen, ok + failed)
+    if n_sources_table is not None:
+        check("sources_seen = rows of sources/", seen, n_sources_table)
+    elif None not in (seen, ok, failed):  # no sources/ table: the manifest against itself
+        check("sources_seen = sources_ok + sources_failed (manifest only)", seen, ok + failed)
     mreasons = manifest_reasons(manifest)
     if mreasons and "?" not in mreasons:
         for stage in sorted(set(mreasons) | set(rejects)):

@@ -334,3 +334,16 @@ def test_odd_names_paths_and_settings(tmp_path, ray_session, monkeypatch):
     for bad in ({"bins": 0}, {"thumb_frames": 0}, {"bins": -3}):
         with pytest.raises(ConfigError, match="out of range"):
             ReportConfig(**bad)
+
+
+def test_sources_seen_is_checked_against_the_sources_table():
+    from report.funnel import build_funnel
+
+    manifest = {"counts": {"sources_seen": 4, "sources_ok": 3, "sources_failed": 1}}
+    checks = {c["what"]: c for c in build_funnel(manifest, {}, 0, None, 3)["checks"]}
+    assert checks["sources_seen = rows of sources/"]["ok"] is False
+    assert checks["sources_seen = rows of sources/"]["data"] == 3
+    only = build_funnel(manifest, {}, 0, None, None)["checks"]
+    assert [c["what"] for c in only] == [
+        "sources_seen = sources_ok + sources_failed (manifest only)"
+    ]
