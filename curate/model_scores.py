@@ -161,6 +161,15 @@ class ModelScorer:
         if cfg.aesthetic_head:
             from curate.score_aesthetic import AestheticScorer
 
+            tag = cfg.clip_pretrained
+            if tag and not _is_path(tag) and tag != "openai":
+                log.warning(
+                    "the LAION aesthetic heads were fit on OpenAI ViT-L/14 embeddings; with "
+                    "open_clip %s:%s their scores are not calibrated",
+                    cfg.clip_model,
+                    tag,
+                )
+
             self.aesthetic = AestheticScorer(cfg.aesthetic_head, embed_dim, self.device)
         if cfg.nsfw_model:
             from curate.score_nsfw import NsfwScorer

@@ -89,7 +89,8 @@ class NsfwScorer:
         self.model = AutoModelForImageClassification.from_pretrained(spec, local_files_only=local)
         self.model.to(device).eval()
         labels = {int(i): str(n).lower() for i, n in self.model.config.id2label.items()}
-        self.nsfw_ids = sorted(i for i, n in labels.items() if n in cfg.nsfw_labels)
+        wanted = {str(n).lower() for n in cfg.nsfw_labels}  # "Porn" in a config is "porn"
+        self.nsfw_ids = sorted(i for i, n in labels.items() if n in wanted)
         if not self.nsfw_ids:
             raise ValueError(
                 f"NSFW model {spec} has labels {sorted(labels.values())}, none of which is in "

@@ -142,6 +142,9 @@ def test_nsfw_classifier_from_local_dir(tiny_classifier):
     assert out.column("clip_embedding").to_pylist() == [None, None]
     with pytest.raises(ValueError, match="none of which is in"):
         ModelScorer(ScoreConfig(nsfw_model=str(tiny_classifier), nsfw_labels=("porn",)))
+    # labels are matched without case, as the model's own are lowered
+    mixed = ModelScorer(ScoreConfig(nsfw_model=str(tiny_classifier), nsfw_labels=("NSFW",)))
+    assert mixed.nsfw.nsfw_ids == [1]
 
 
 def test_nsfw_head_on_clip_embeddings(tiny_clip, tmp_path):
