@@ -43,6 +43,12 @@ def test_captions_swap_exactly_the_direction_words():
     assert augmented_caption("a red circle moving leftward", MIRROR) == (
         "a red circle moving rightward"
     )
+    # hyphenated compounds are not direction words; capitals are kept
+    close = "A close-up on the right-hand side; the camera pans LEFT."
+    assert (
+        augmented_caption(close, REVERSE)
+        == "A close-up on the right-hand side; the camera pans RIGHT."
+    )
 
 
 def test_frames_are_mirrored_and_reversed():

@@ -90,8 +90,9 @@ def test_buckets_one_shape_per_batch_with_single_frame_rows(pairs):
         out = load_local_batch(r, emb)
         v = out["video"]
         assert v.shape == (2, r["t"], r["h"], r["w"], 3) and v.dtype == np.uint8
-        # Each clip went to the bucket of its own aspect ratio (sizes equal the buckets here).
-        for cid in r["clip_ids"]:
+        # Each video clip went to the bucket of its own aspect ratio (sizes equal the buckets
+        # here; the few single-frame rows of a size join a bucket that fills a batch).
+        for cid in r["clip_ids"] if r["t"] > 1 else []:
             assert by_id[cid] == (r["w"], r["h"])
         assert out["text"].shape[0] == 2 and out["mask"].shape == out["text"].shape[:2]
         # The embedding rows are the captions' own (value = caption index).
@@ -181,8 +182,39 @@ def test_tiny_dataset_spread_over_buckets_still_forms_batches(pairs):
     assert len(batches) == 1 and len(batches[0].rows) == 4
     assert counts["merged_buckets"] >= 1 and counts["left_for_next_epoch"] == 2
     # The normal case is untouched: with enough rows each clip keeps its own bucket.
-    _, full_counts = epoch_batches(index, _cfg(), 0, 2)
+    _, full_counts = epoch_batches(index, _cfg(image_fraction=0.0), 0, 2)
     assert "merged_buckets" not in full_counts
+
+
+def test_a_bucket_too_small_for_a_batch_is_not_left_out_every_epoch(pairs):
+    """21 square clips and 3 wide ones, batches of 4: the wide bucket never fills one, so its
+    clips join the nearest bucket that does (they were never trained)."""
+    _, index, _ = pairs
+    wh = list(zip(index["width"].to_pylist(), index["height"].to_pylist(), strict=True))
+    square = [i for i, x in enumerate(wh) if x == (32, 32)]
+    wide = [i for i, x in enumerate(wh) if x == (48, 32)][:3]
+    tbl = index.take(square + wide)
+    cfg = _cfg(image_fraction=0.0, batch_size=4, buckets=("32x32", "48x32"))
+    wide_ids = {tbl["clip_id"][i].as_py() for i in range(len(square), tbl.num_rows)}
+    drawn = Counter()
+    for epoch in range(6):
+        batches, counts = epoch_batches(tbl, cfg, epoch, 1)
+        assert counts["merged_buckets"] == 1
+        drawn.update(tbl["clip_id"][i].as_py() for b in batches for i in b.rows)
+    assert all(drawn[c] > 0 for c in wide_ids)
+
+
+def test_an_epoch_without_a_batch_is_skipped_not_fatal(pairs):
+    """6 clips, half drawn as single frames: some epochs split into a video and an image group
+    of 3 each, too small for a batch of 4; planning goes on to the next epoch."""
+    _, index, _ = pairs
+    small = index.take(list(range(6)))
+    cfg = _cfg(image_fraction=0.5, batch_size=4, buckets=("32x32",), seed=0)
+    empty = [e for e in range(10) if not epoch_batches(small, cfg, e, 1)[0]]
+    assert empty, "the premise: some epoch forms no batch"
+    rows = list(plan_rows(small, cfg, workers=1, start_mb=0, end_mb=30))
+    assert [r["mb"] for r in rows] == list(range(30))
+    assert not {r["epoch"] for r in rows} & set(e for e in empty if e < rows[-1]["epoch"])
 
 
 def test_train_config_rejects_bad_values_naming_the_field():

@@ -41,12 +41,17 @@ def _swapper(pairs: tuple[tuple[str, str], ...]):
     table = {a: b for a, b in pairs} | {b: a for a, b in pairs}
     # longest first, so "zooms in" wins over a shorter entry sharing its start
     words = sorted(table, key=len, reverse=True)
-    pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
+    # whole words only, not parts of hyphenated compounds ("close-up", "right-hand")
+    pattern = re.compile(
+        r"(?<![\w-])(" + "|".join(re.escape(w) for w in words) + r")(?![\w-])", re.IGNORECASE
+    )
 
     def swap(text: str) -> str:
         def one(m: re.Match) -> str:
             word = m.group(0)
             out = table[word.lower()]
+            if word.isupper() and len(word) > 1:  # "LEFT" -> "RIGHT"
+                return out.upper()
             return out[0].upper() + out[1:] if word[0].isupper() else out
 
         return pattern.sub(one, text)

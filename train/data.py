@@ -11,8 +11,9 @@ How a batch is made:
 2. ``epoch_batches`` is the plan of one epoch, a pure function of (index, config, seed, epoch):
    each clip becomes a video row (``num_frames`` at ``frame_stride``, random start) or, with
    probability ``image_fraction`` (or when too short), a single-frame row; it is assigned the
-   bucket size whose aspect ratio is nearest its own (where no bucket could fill one batch, all
-   rows join the fullest bucket of their frame count); rows are shuffled within each bucket
+   bucket size whose aspect ratio is nearest its own (a bucket too small to fill one batch joins
+   the fillable bucket of the nearest aspect ratio with its frame count, or the fullest where
+   none fills one, so no clip is left out every epoch); rows are shuffled within each bucket
    shape (T, H, W) and cut into global batches of ``batch_size * workers`` (the remainder of a
    bucket waits for the next epoch's shuffle); the batch order is shuffled. Every batch has one
    shape. ``plan_rows`` lays the epochs end to end and splits each global batch into one row
@@ -265,17 +266,26 @@ def epoch_batches(
         short = bool(u_short[i] < cfg.short_caption_fraction)
         groups.setdefault((t, h, w), []).append((i, tuple(idx), code, short))
     per = cfg.batch_size * workers
-    if groups and all(len(m) < per for m in groups.values()):
-        # No bucket fills one batch (a tiny dataset spread over several buckets): rather than
-        # train on nothing, every row joins the fullest bucket with its frame count (cover-resize
-        # and crop to that size).
-        merged: dict[tuple[int, int, int], list[tuple[int, tuple[int, ...], int, bool]]] = {}
-        for t in sorted({s[0] for s in groups}):
-            same = [s for s in groups if s[0] == t]
-            host = max(same, key=lambda s: (len(groups[s]), s))
-            merged[host] = [m for s in sorted(same) for m in groups[s]]
-        counts["merged_buckets"] = len(groups) - len(merged)
-        groups = merged
+    merged = 0
+    for t in sorted({s[0] for s in groups}):
+        same = sorted(s for s in groups if s[0] == t)
+        small = [s for s in same if len(groups[s]) < per]
+        fillable = [s for s in same if len(groups[s]) >= per]
+        for s in small:
+            # a bucket that cannot fill one batch would never be drawn: its rows join the
+            # fillable bucket of the nearest aspect ratio (cover-resize and crop to its size),
+            # or, where none of this frame count fills one, the fullest bucket
+            if fillable:
+                aspect = math.log(s[2] / s[1])
+                host = min(fillable, key=lambda b: (abs(math.log(b[2] / b[1]) - aspect), b))
+            else:
+                host = max(same, key=lambda b: (len(groups.get(b, ())), b))
+                if host == s:
+                    continue
+            groups[host] = groups[host] + groups.pop(s)
+            merged += 1
+    if merged:
+        counts["merged_buckets"] = merged
     batches: list[PlannedBatch] = []
     for shape in sorted(groups):
         members = groups[shape]
@@ -294,6 +304,10 @@ def epoch_batches(
     counts["left_for_next_epoch"] = n - counts.get("too_short_skipped", 0) - len(batches) * per
     perm = rng.permutation(len(batches))
     return [batches[j] for j in perm], counts
+
+
+_MAX_EMPTY_EPOCHS = 20
+"""Epochs in a row without a batch after which planning gives up."""
 
 
 def plan_rows(
@@ -318,15 +332,23 @@ def plan_rows(
     # caption index of each row by kind (short or not): per augmentation code with variants
     col = "{}_variant_idx" if has_variants else "{}_idx"
     cap_of = {k == "caption_short": index.column(col.format(k)).to_pylist() for k in kinds}
-    mb, epoch, bs = 0, 0, cfg.batch_size
+    mb, epoch, bs, empty = 0, 0, cfg.batch_size, 0
     while mb < end_mb:
         batches, counts = epoch_batches(index, cfg, epoch, workers)
-        if not batches:
-            raise ValueError(
-                f"no batch can be formed: {index.num_rows} clips, but each bucket shape needs "
-                f"batch_size * workers = {bs * workers} clips (counts {counts}); lower "
-                "train.batch_size, use fewer buckets or add data"
-            )
+        if epoch == 0:
+            log.info("plan of epoch 0: %d batches, rows %s", len(batches), counts)
+        if not batches:  # this epoch's draw of images and videos fills no batch; the next may
+            empty += 1
+            if empty >= _MAX_EMPTY_EPOCHS:
+                raise ValueError(
+                    f"no batch can be formed: {index.num_rows} clips, but each bucket shape "
+                    f"needs batch_size * workers = {bs * workers} clips (counts {counts}, "
+                    f"{empty} epochs in a row); lower train.batch_size, use fewer buckets or "
+                    "add data"
+                )
+            epoch += 1
+            continue
+        empty = 0
         if mb + len(batches) <= start_mb:
             mb += len(batches)
             epoch += 1
