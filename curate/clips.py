@@ -69,18 +69,36 @@ def _frames_decord(path: str, w: int, h: int) -> Iterator[tuple[float, np.ndarra
 
 
 def _frames_pyav(path: str, w: int, h: int) -> Iterator[tuple[float, np.ndarray]]:
+    """Frames of the first video stream (the one ``probe`` describes), times in seconds from
+    the first frame (as decord counts them; a stream may start at 10 s, an MPEG-TS at 0.17)."""
     import av
 
     with av.open(path, metadata_errors="ignore") as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        t0 = None
         for i, frame in enumerate(container.decode(stream)):
             t = (
                 float(frame.time)
                 if frame.time is not None
                 else i / float(stream.average_rate or 25)
             )
-            yield t, frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+            t0 = t if t0 is None else t0
+            yield round(t - t0, 6), frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+
+
+PYAV_FORMATS = frozenset({"mpegts", "mpeg", "flv"})
+"""Containers decoded with PyAV whatever ``decoder`` says: without a seek index, decord
+returned frames from the wrong place (an MPEG-TS clip started 16-32 frames late)."""
+
+
+def choose_decoder(info: dict[str, Any], decoder: str) -> str:
+    """``decoder``, or ``pyav`` where decord would read the wrong frames: a container without a
+    seek index, or more than one video stream (decord picks its own, not the probed one)."""
+    formats = set(str(info.get("_format") or "").split(","))
+    if decoder == "decord" and (formats & PYAV_FORMATS or int(info.get("_video_streams") or 1) > 1):
+        return "pyav"
+    return decoder
 
 
 def decode_frames(
@@ -195,7 +213,8 @@ def split_source(
     t0 = None
     i = -1
     try:
-        for i, (t, rgb) in enumerate(decode_frames(path, out_w, out_h, rot, cfg.decoder)):
+        frames_in = decode_frames(path, out_w, out_h, rot, choose_decoder(info, cfg.decoder))
+        for i, (t, rgb) in enumerate(frames_in):
             t0 = t if t0 is None else t0
             times.append(t)
             # bilinear, as PySceneDetect's own downscaling: INTER_AREA at a non-integer ratio
@@ -224,6 +243,16 @@ def split_source(
         rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "decode_error",
                      "detail": f"after frame {i}: {type(e).__name__}: {e}",
                      "start_s": times[-1] if times else None})  # fmt: skip
+    decoded = (times[-1] - times[0] + 1.0 / src_fps) if times else 0.0
+    expected = float(info.get("duration_s") or 0.0)
+    cut_short = not rows or rows[-1].get("reason") != "decode_error"
+    if cut_short and expected - decoded > max(1.0, 0.05 * expected):
+        # the stream ended early without an error (a file cut short with its index up front):
+        # the footage after it is lost, and said so
+        rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "truncated_stream",
+                     "detail": f"decoded {len(times)} frames, {decoded:.2f}s of the "
+                               f"{expected:.2f}s the container declares",
+                     "start_s": decoded, "end_s": expected})  # fmt: skip
     if times:
         for c in detector.post_process(FrameTimecode(len(times) - 1, fps=src_fps)) or []:
             cuts.append(c.frame_num)

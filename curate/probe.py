@@ -120,6 +120,9 @@ def probe(path: str) -> dict[str, Any]:
                 variable = bool(off.mean() > 0.05)  # a lone gap (a dropped frame) is not VFR
         rotation = normalize_rotation(getattr(first, "rotation", 0))
         width, height = int(cc.width or first.width), int(cc.height or first.height)
+        sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio
+        if sar and float(sar) > 0 and float(sar) != 1.0:  # non-square pixels (DV, HDV)
+            width = max(1, round(width * float(sar)))  # the displayed width
         if rotation in (90, 270):
             width, height = height, width
         return {
@@ -128,8 +131,11 @@ def probe(path: str) -> dict[str, Any]:
             "fps": fps,
             "variable_fps": variable,
             "frame_count": frame_count,
-            "width": width,  # as displayed (after rotation)
+            "width": width,  # as displayed (square pixels, after rotation)
             "height": height,
             "rotation": rotation,
             "codec": cc.name,
+            # for the split's choice of decoder (not columns of the sources table)
+            "_format": container.format.name,
+            "_video_streams": len(container.streams.video),
         }

@@ -119,3 +119,62 @@ def test_downscaled_detection_finds_the_same_cuts(bikes_mp4):
     assert [p[1] for p in full if p[0] == "clip"] == [0, 1, 2, 3, 4]
     assert [p[2] for p in full if p[0] == "reject"] == ["scene_too_short"]
     assert small == full
+
+
+def _clips(path, **kw):
+    from common.video import decode_mp4
+    from curate.clips import split_source
+    from curate.config import CurateConfig
+    from curate.probe import probe
+
+    info = probe(str(path))
+    rows = split_source(str(path), "s", str(path), info, CurateConfig(short_side=64, **kw))
+    clips = [(r, decode_mp4(r["video"])) for r in rows if r["_kind"] == "clip"]
+    return info, rows, clips
+
+
+def test_mpeg_ts_and_two_stream_sources_give_their_own_frames(tmp_path):
+    """decord read an MPEG-TS from the wrong place (the clip started 16 frames late, its end
+    repeated one frame) and decoded the other stream of a two-stream file: both go to PyAV."""
+    from oddvideo import frame_index, write
+
+    for name, kw in (("a.ts", {"fmt": "mpegts"}), ("two.mp4", {"second": (128, 96)})):
+        path = write(tmp_path / name, 64, 48, 36, **kw)
+        _, _, clips = _clips(path)
+        [(row, frames)] = clips
+        idx = [frame_index(f) for f in frames]
+        assert row["start_s"] == 0.0 and idx[0] <= 2, name
+        assert idx == sorted(idx) and len(set(idx)) == len(idx), name
+
+
+def test_non_square_pixels_and_late_timestamps(tmp_path):
+    """A 64x48 stream with 2:1 pixels shows as 128x48: the clips keep that shape. A stream
+    whose timestamps start at 10 s has clips timed from its first frame with either decoder."""
+    from fractions import Fraction
+
+    from oddvideo import write, write_offset
+
+    info, _, clips = _clips(write(tmp_path / "sar.mp4", 64, 48, 36, sar=Fraction(2, 1)))
+    assert (info["width"], info["height"]) == (128, 48)
+    assert all(r["width"] / r["height"] == 128 / 48 for r, _ in clips)
+    for decoder in ("decord", "pyav"):
+        _, _, clips = _clips(write_offset(tmp_path / "late.mp4", 64, 48, 36, 10.0), decoder=decoder)
+        assert [r["start_s"] for r, _ in clips] == [0.0], decoder
+
+
+def test_a_stream_cut_short_without_an_error_is_reported(tmp_path):
+    """A faststart MP4 cut in half decodes to the cut without an error: the rest is a
+    truncated_stream reject, not silently missing footage."""
+    from oddvideo import write
+
+    full = write(tmp_path / "full.mp4", 64, 48, 240, options={"movflags": "faststart"})
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    info, rows, clips = _clips(cut)
+    [lost] = [r for r in rows if r.get("reason") == "truncated_stream"]
+    assert lost["stage"] == "clip" and lost["end_s"] == info["duration_s"] == 20.0
+    assert (
+        clips and lost["start_s"] < 15 and "of the 20.00s the container declares" in lost["detail"]
+    )
+    _, rows, _ = _clips(full)
+    assert not [r for r in rows if r.get("reason") == "truncated_stream"]
