@@ -260,6 +260,8 @@ def build_report(out: str, output: str | None = None, cfg: ReportConfig | None =
     from report import html, plots
 
     cfg = cfg or ReportConfig()
+    if output is None and "://" in str(out):  # before any work
+        raise ConfigError(f"{out} is remote: give --output, a local directory for the report")
     init_ray(address)
     fs, root = stats.open_out(out)
     files = {t: stats.list_parquet(fs, root, t) for t in ("clips", "rejects", "pairs", "sources")}
@@ -330,8 +332,6 @@ def build_report(out: str, output: str | None = None, cfg: ReportConfig | None =
     report["bias_by_source"] = {"method": "clip reject rate per source: clip-level rejects / "
                                 "(clip-level rejects + kept clips), 95% Wilson interval"}  # fmt: skip
     report["gallery"] = build_gallery(fs, files, cfg)
-    if output is None and "://" in str(out):
-        raise ConfigError(f"{out} is remote: give --output, a local directory for the report")
     dest = Path(output) if output else Path(str(out)) / "report"
     dest.mkdir(parents=True, exist_ok=True)
     figures = html.figures(report, plots)
