@@ -137,7 +137,8 @@ def describe(row: dict[str, Any]) -> tuple[str, str]:
 
     parts = [short]
     if colors:
-        parts.append(f"Dominant colours: {', '.join(colors[:4])}.")
+        shown = colors[:4] if obj is None or obj in colors[:4] else [*colors[:4], obj]
+        parts.append(f"Dominant colours: {', '.join(shown)}.")  # the object's colour among them
     if speed and speed != "almost no" and direction in _DIRECTION:
         parts.append(f"The motion is {speed}.")
     elif speed and speed != "almost no" and cam in (None, "static"):
@@ -178,8 +179,10 @@ class AttributesBackend(CaptionBackend):
         for r in requests:
             try:
                 dense, short = describe(r.row)
-            except (TypeError, ValueError, KeyError) as e:  # a malformed score value
-                out.append(CaptionResult(None, "model_error", f"attributes: {e}"))
+            except Exception as e:  # noqa: BLE001 - a malformed row: this clip only, not the batch
+                out.append(
+                    CaptionResult(None, "model_error", f"attributes: {type(e).__name__}: {e}")
+                )
                 continue
             text = dense if kind == "dense" else short
             out.append(CaptionResult(text, tokens=len(text.split())))

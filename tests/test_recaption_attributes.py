@@ -216,3 +216,18 @@ def test_work_staged_by_a_run_that_died_before_its_commit_is_kept(ray_session, t
     assert section["counts"]["pairs"] == len(rows) and section["counts"]["pending"] == 0
     assert sorted(done_clip_ids(out)) == sorted(r["clip_id"] for r in rows)
     assert not (out / STAGING).exists()
+
+
+def test_the_object_colour_is_among_the_listed_colours_and_a_bad_row_fails_alone():
+    row = {"dominant_colors": ["blue", "black", "gray", "white", "red"],
+           "motion_direction": "left", "camera_motion": "static", "motion": 1.0}  # fmt: skip
+    dense, _ = describe(row)
+    assert dense.startswith("A red object moving left")
+    assert "Dominant colours: blue, black, gray, white, red." in dense
+    good = {"camera_motion": "pan_left", "dominant_colors": ["gray"]}
+    bad = {"camera_motion": "static", "dominant_colors": ["gray", 5]}
+    out = AttributesBackend().caption(
+        [CaptionRequest("ok", None, good), CaptionRequest("bad", None, bad)]
+    )
+    assert out[0].text and out[0].error is None
+    assert out[1].error == "model_error" and "AttributeError" in out[1].detail
