@@ -83,7 +83,12 @@ class IsolatedRunner:
 
     def _get(self) -> Connection:
         if self._conn is not None:
-            return self._conn
+            if self._proc is not None and self._proc.is_alive():
+                return self._conn
+            # the warm child died while idle (e.g. the OOM killer): not the next source's doing
+            log.warning("the idle decoder process had exited (code %s); starting another",
+                        self._proc.exitcode if self._proc is not None else None)  # fmt: skip
+            self._discard()
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         # daemon: stopped with this process, never left waiting on its pipe

@@ -75,6 +75,24 @@ def test_isolated_timeout_and_crash_are_named():
         run.close()
 
 
+def test_a_child_that_died_while_idle_is_replaced_not_blamed():
+    """The warm child killed between calls (the OOM killer): the next call gets a fresh one
+    instead of a decoder_crashed for a healthy source."""
+    import os
+    import signal
+
+    run = IsolatedRunner()
+    try:
+        assert run.call(sum, [1, 2], timeout=60) == 3
+        pid = run._proc.pid
+        os.kill(pid, signal.SIGKILL)
+        run._proc.join(timeout=10)
+        assert run.call(sum, [4, 5], timeout=60) == 9
+        assert run._proc.pid != pid
+    finally:
+        run.close()
+
+
 def test_timeout_becomes_a_reject_row(tmp_path):
     path = tmp_path / "v.mp4"
     write_video(path, [Shot(seconds=1.0)], width=64, height=48, fps=10)
