@@ -114,6 +114,7 @@ def finalize(
     drops = dedup_drops(waves, {sid for sid, _ in current}, cfg, address) if parts else {}
     dedup_rej: list[dict[str, Any]] = []
     final = work / "final"
+    salvage = _salvage_caption_rejects(out, work)  # before final/ (and what it holds) goes
     shutil.rmtree(final, ignore_errors=True)
 
     kept_ids: set[str] = set()
@@ -177,12 +178,19 @@ def finalize(
         "clips_rejected": sum(1 for r in rej_rows if r["clip_id"] is not None),
     }
     # recaption's outputs in OUT survive a rerun, less the clips no longer kept
-    for f in sorted((out / "rejects").glob(f"{CAPTION_REJECTS}*.parquet")):
+    caption = [*(out / "rejects").glob(f"{CAPTION_REJECTS}*.parquet"),
+               *salvage.glob(f"{CAPTION_REJECTS}*.parquet")]  # fmt: skip
+    for f in sorted(caption):
         _keep_clips(f, final / "rejects" / f.name, "rejects", kept_ids)
-    for name in _OUTPUTS:
-        dst = out / name
-        shutil.rmtree(dst, ignore_errors=True)
+    for name in _OUTPUTS:  # the old table is moved aside, never deleted before the new is in
+        dst, aside = out / name, work / f"old-{name}"
+        shutil.rmtree(aside, ignore_errors=True)
+        if dst.exists():
+            dst.rename(aside)
         (final / name).rename(dst)
+    for name in _OUTPUTS:
+        shutil.rmtree(work / f"old-{name}", ignore_errors=True)
+    shutil.rmtree(salvage, ignore_errors=True)
     for f in sorted((out / "pairs").glob("*.parquet")):
         _keep_clips(f, f, "pairs", kept_ids)
     manifest = build_manifest(
@@ -201,6 +209,20 @@ def finalize(
 
 CAPTION_REJECTS = "caption-"
 """Prefix of recaption's reject shards in OUT/rejects (``recaption.pipeline.REJECT_PREFIX``)."""
+
+
+def _salvage_caption_rejects(out: Path, work: Path) -> Path:
+    """recaption's reject shards left in ``_work`` by a finalize killed mid-swap (in the old
+    rejects table moved aside, or in the new one not yet moved in), moved to
+    ``_work/caption-rejects`` unless OUT/rejects has them; returns that folder."""
+    salvage = work / "caption-rejects"
+    for d in (work / "old-rejects", work / "final" / "rejects"):
+        for f in sorted(d.glob(f"{CAPTION_REJECTS}*.parquet")):
+            if not (out / "rejects" / f.name).exists() and not (salvage / f.name).exists():
+                salvage.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(f), salvage / f.name)
+                log.info("recovered caption rejects %s from an interrupted finalize", f.name)
+    return salvage
 
 
 def _read_manifest(out: Path) -> dict[str, Any]:

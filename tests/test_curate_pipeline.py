@@ -383,3 +383,27 @@ def test_one_job_at_a_time_per_output(ray_session, tmp_path, bikes_mp4):
         holder.wait()
     assert not (out / "_work").exists() and not (out / "pairs").exists()
     assert run_recaption(out, RecaptionConfig())["counts"]["pairs"] == 1
+
+
+@pytest.mark.parametrize("left_in", ["old-rejects", "final/rejects"])
+def test_caption_rejects_survive_a_finalize_killed_mid_swap(
+    ray_session, tmp_path, bikes_mp4, left_in
+):
+    """A finalize killed between moving OUT/rejects aside and moving the new table in leaves
+    recaption's reject shards only under _work: the rerun puts them back."""
+    from recaption.config import RecaptionConfig
+    from recaption.pipeline import run_recaption
+
+    out = tmp_path / "out"
+    cfg = CurateConfig(short_side=64)
+    run_curate([str(bikes_mp4)], out, cfg)
+    run_recaption(out, RecaptionConfig(min_words=1000))  # 5 too_short caption rejects
+    shards = sorted(p.name for p in (out / "rejects").glob("caption-*.parquet"))
+    assert shards
+    where = out / "_work" / left_in
+    where.parent.mkdir(parents=True, exist_ok=True)
+    (out / "rejects").rename(where)  # the state the kill left
+    m = run_curate([str(bikes_mp4)], out, cfg)
+    assert sorted(p.name for p in (out / "rejects").glob("caption-*.parquet")) == shards
+    assert m["recaption"]["counts"]["caption_rejected"] == 5
+    assert not (out / "_work" / "old-rejects").exists()
