@@ -205,7 +205,7 @@ def _complete_waves(work: Path) -> list[Path]:
     return sorted(p for p in waves.iterdir() if p.is_dir() and (p / "sources.json").exists())
 
 
-RETRIED = ("decode_timeout", "decoder_crashed")
+RETRIED = ("decode_timeout", "decoder_crashed", "worker_crashed")
 """Source failures a rerun retries: they depend on the timeouts (which a rerun may raise) or
 on a decoder's bad moment, not on the file alone."""
 
@@ -253,15 +253,46 @@ def _split_write_args(cfg: CurateConfig, models: bool) -> tuple[dict[str, Any], 
     """
     import ray
 
-    split_kw: dict[str, Any] = {"num_cpus": cfg.split_num_cpus}
+    # a worker that dies is retried a few times (Ray Data's default is forever: one source
+    # that kills its worker every time hung the job); then the wave fails and run_curate
+    # isolates the source (worker_crashed)
+    split_kw: dict[str, Any] = {"num_cpus": cfg.split_num_cpus, "max_retries": SPLIT_MAX_RETRIES}
     if cfg.max_concurrency > 0:
         split_kw["compute"] = ray.data.TaskPoolStrategy(size=cfg.max_concurrency)
     if models:
-        write_kw: dict[str, Any] = {"ray_remote_args": {"num_cpus": FILTER_NUM_CPUS}}
+        remote = {"num_cpus": FILTER_NUM_CPUS, "max_retries": SPLIT_MAX_RETRIES}
+        write_kw: dict[str, Any] = {"ray_remote_args": remote}
     else:
-        write_kw = {"ray_remote_args": {"num_cpus": cfg.split_num_cpus},
+        write_kw = {"ray_remote_args": {"num_cpus": cfg.split_num_cpus,
+                                        "max_retries": SPLIT_MAX_RETRIES},
                     "concurrency": cfg.max_concurrency or None}  # fmt: skip
     return split_kw, write_kw
+
+
+SPLIT_MAX_RETRIES = 2
+"""Retries of a split task whose worker process died (Ray Data retries forever by default)."""
+
+
+def _crashed_wave(work: Path, index: int, src: Source, error: str) -> Path:
+    """A wave holding the failure of one source whose split killed its Ray worker on every
+    try: its source row (failed) and a ``worker_crashed`` reject, written as a wave is."""
+    import pyarrow.parquet as pq
+
+    name = f"w{index:05d}"
+    tmp = work / "waves" / f"{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    base = {"source_id": src.source_id, "source_path": src.path}
+    detail = f"the split's Ray worker died on every try ({SPLIT_MAX_RETRIES + 1}): {error}"[:1000]
+    rows = [{**base, "_kind": "source", "size_bytes": src.size, "status": "failed",
+             "num_clips": 0, "error": f"worker_crashed: {detail}"},
+            {**base, "_kind": "reject", "stage": "clip", "reason": "worker_crashed",
+             "detail": detail}]  # fmt: skip
+    pq.write_table(to_staged(rows), tmp / "crashed.parquet")
+    (tmp / "sources.json").write_text(json.dumps([[src.source_id, src.path]]))
+    final = work / "waves" / name
+    os.replace(tmp, final)
+    return final
 
 
 def _run_wave(work: Path, index: int, sources: Sequence[Source], cfg: CurateConfig) -> Path:
@@ -398,10 +429,20 @@ def _curate_into(
     if todo:
         init_ray(address)
         next_index = 1 + max((int(w.name[1:]) for w in waves), default=-1)
-        for k in range(0, len(todo), cfg.wave_size):
-            chunk = todo[k : k + cfg.wave_size]
+        pending = [todo[k : k + cfg.wave_size] for k in range(0, len(todo), cfg.wave_size)]
+        while pending:
+            chunk = pending.pop(0)
             log.info("wave %d: %d source(s)", next_index, len(chunk))
-            waves.append(_run_wave(work, next_index, chunk, cfg))
+            try:
+                waves.append(_run_wave(work, next_index, chunk, cfg))
+            except Exception as e:  # noqa: BLE001 - a worker died on every try of some split
+                if len(chunk) > 1:  # find the source: each of this wave's sources alone
+                    log.warning("wave %d failed (%s); running its %d sources one by one",
+                                next_index, type(e).__name__, len(chunk))  # fmt: skip
+                    pending = [[s] for s in chunk] + pending
+                    continue
+                log.error("source %s killed its worker on every try: worker_crashed", chunk[0].path)
+                waves.append(_crashed_wave(work, next_index, chunk[0], f"{type(e).__name__}: {e}"))
             next_index += 1
     shutil.rmtree(work / "scratch", ignore_errors=True)
     t1 = time.perf_counter()

@@ -407,3 +407,32 @@ def test_caption_rejects_survive_a_finalize_killed_mid_swap(
     assert sorted(p.name for p in (out / "rejects").glob("caption-*.parquet")) == shards
     assert m["recaption"]["counts"]["caption_rejected"] == 5
     assert not (out / "_work" / "old-rejects").exists()
+
+
+def test_a_source_that_kills_its_worker_every_time_is_a_reject(
+    ray_session, tmp_path, bikes_mp4, monkeypatch
+):
+    """Ray Data retried such a task forever (the job hung); now after a few tries the wave runs
+    its sources one by one and the culprit becomes a worker_crashed reject; the others pass."""
+    import curate.pipeline as pipeline
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for name, pad in (("a.mp4", b""), ("kill.mp4", b"\0" * 16)):
+        (inp / name).write_bytes(bikes_mp4.read_bytes() + pad)  # two sources, two ids
+
+    def killer(batch, cfg, scratch):  # pickled by value: the workers run this one
+        import os
+
+        from curate.pipeline import filter_batch, split_batch
+
+        if any(p.endswith("kill.mp4") for p in batch.column("source_path").to_pylist()):
+            os._exit(1)  # the worker process dies, as under the OOM killer
+        return filter_batch(split_batch(batch, cfg, scratch), cfg)
+
+    monkeypatch.setattr(pipeline, "split_and_filter_batch", killer)
+    m = run_curate([str(inp)], tmp_path / "out", CurateConfig(short_side=64))
+    assert m["counts"]["sources_ok"] == 1 and m["counts"]["sources_failed"] == 1
+    assert m["counts"]["clips_kept"] == 5
+    [rej] = [r for r in read(tmp_path / "out", "rejects") if r["reason"] == "worker_crashed"]
+    assert rej["source_path"].endswith("kill.mp4") and "died on every try" in rej["detail"]
