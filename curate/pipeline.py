@@ -327,7 +327,7 @@ def _run_wave(work: Path, index: int, sources: Sequence[Source], cfg: CurateConf
             batch_format="pyarrow",
         )
         ds = ds.map_batches(filter_batch, fn_kwargs={"cfg": cfg}, batch_format="pyarrow",
-                            num_cpus=FILTER_NUM_CPUS)  # fmt: skip
+                            num_cpus=FILTER_NUM_CPUS, max_retries=SPLIT_MAX_RETRIES)  # fmt: skip
     # Ray Data reserves part of the CPUs for each downstream operator; on a small cluster that
     # leaves the split stage one task at a time (measured: 2 CPUs, 6 x 1 s tasks: 6.2 s with
     # reservation, 3.2 s without). Only this dataset's context is changed.

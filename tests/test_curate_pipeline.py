@@ -208,13 +208,14 @@ def test_wave_write_fuses_into_the_task_before_it(ray_session, tmp_path, overrid
     # Ray Data fuses the two operators only when their resources and concurrency agree
     import ray
 
-    from curate.pipeline import FILTER_NUM_CPUS, _split_write_args
+    from curate.pipeline import FILTER_NUM_CPUS, SPLIT_MAX_RETRIES, _split_write_args
 
     def _pass(batch):  # nested: pickled by value, the workers need not import this module
         return batch
 
     split_kw, write_kw = _split_write_args(CurateConfig(**overrides), models)
-    before = split_kw if not models else {"num_cpus": FILTER_NUM_CPUS}
+    filter_kw = {"num_cpus": FILTER_NUM_CPUS, "max_retries": SPLIT_MAX_RETRIES}  # as _run_wave
+    before = split_kw if not models else filter_kw
     ds = ray.data.from_items([{"a": i} for i in range(3)], override_num_blocks=3)
     ds = ds.map_batches(_pass, batch_size=1, batch_format="pyarrow", **before)
     ds.write_parquet(str(tmp_path / "w"), **write_kw)
