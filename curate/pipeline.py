@@ -269,6 +269,15 @@ def _split_write_args(cfg: CurateConfig, models: bool) -> tuple[dict[str, Any], 
     return split_kw, write_kw
 
 
+def _worker_deaths() -> tuple[type[BaseException], ...]:
+    """What Ray raises when a task's worker process died on every try (other errors propagate)."""
+    import ray.exceptions as rex
+
+    return tuple(
+        getattr(rex, n) for n in ("WorkerCrashedError", "OutOfMemoryError") if hasattr(rex, n)
+    )
+
+
 SPLIT_MAX_RETRIES = 2
 """Retries of a split task whose worker process died (Ray Data retries forever by default)."""
 
@@ -430,12 +439,13 @@ def _curate_into(
         init_ray(address)
         next_index = 1 + max((int(w.name[1:]) for w in waves), default=-1)
         pending = [todo[k : k + cfg.wave_size] for k in range(0, len(todo), cfg.wave_size)]
+        deaths = _worker_deaths()
         while pending:
             chunk = pending.pop(0)
             log.info("wave %d: %d source(s)", next_index, len(chunk))
             try:
                 waves.append(_run_wave(work, next_index, chunk, cfg))
-            except Exception as e:  # noqa: BLE001 - a worker died on every try of some split
+            except deaths as e:  # a worker died on every try of some split
                 if len(chunk) > 1:  # find the source: each of this wave's sources alone
                     log.warning("wave %d failed (%s); running its %d sources one by one",
                                 next_index, type(e).__name__, len(chunk))  # fmt: skip
