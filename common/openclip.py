@@ -5,6 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def is_weights_file(spec: str) -> bool:
+    """Whether an open_clip ``pretrained`` value names a weights file rather than a tag."""
+    suffix = Path(spec).suffix
+    return "/" in spec or "\\" in spec or suffix in (".pt", ".pth", ".bin", ".safetensors")
+
+
 def needs_quick_gelu(model_name: str, pretrained: str | None) -> bool:
     """Whether ``pretrained`` weights were trained with QuickGELU while ``model_name``'s config
     uses GELU (OpenAI's CLIP weights under a plain name such as ``ViT-L-14``): open_clip 3 then
@@ -15,6 +21,6 @@ def needs_quick_gelu(model_name: str, pretrained: str | None) -> bool:
 
     if not pretrained or model_name.endswith("-quickgelu"):
         return False
-    if "/" in pretrained or Path(pretrained).suffix in (".pt", ".pth", ".bin", ".safetensors"):
+    if is_weights_file(pretrained):
         return False
     return bool((open_clip.get_pretrained_cfg(model_name, pretrained) or {}).get("quick_gelu"))

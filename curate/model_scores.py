@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from common.openclip import needs_quick_gelu
+from common.openclip import is_weights_file, needs_quick_gelu
 from curate.score_config import ScoreConfig
 
 log = logging.getLogger(__name__)
@@ -38,12 +38,6 @@ CLIP_HELP = (
     "pre-cache the tag in the Hugging Face cache, set curate.score.allow_download=true, or set "
     "curate.score.clip_model='' to turn the model scorers off"
 )
-
-
-def _is_path(spec: str) -> bool:
-    return (
-        "/" in spec or "\\" in spec or Path(spec).suffix in (".pt", ".pth", ".bin", ".safetensors")
-    )
 
 
 def register_model_config(cfg: ScoreConfig) -> None:
@@ -72,7 +66,7 @@ def check_clip_weights(cfg: ScoreConfig) -> None:
         raise FileNotFoundError(
             f"open_clip model {name} has no weights configured (curate.score.clip_pretrained); {CLIP_HELP}"
         )
-    if _is_path(tag):
+    if is_weights_file(tag):
         if not Path(tag).is_file():
             raise FileNotFoundError(
                 f"open_clip checkpoint {tag} for {name} does not exist; {CLIP_HELP}"
@@ -162,7 +156,7 @@ class ModelScorer:
             from curate.score_aesthetic import AestheticScorer
 
             tag = cfg.clip_pretrained
-            if tag and not _is_path(tag) and tag != "openai":
+            if tag and not is_weights_file(tag) and tag != "openai":
                 log.warning(
                     "the LAION aesthetic heads were fit on OpenAI ViT-L/14 embeddings; with "
                     "open_clip %s:%s their scores are not calibrated",
