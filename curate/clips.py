@@ -262,6 +262,17 @@ def split_source(
     return rows
 
 
+def failed_source(
+    src_row: dict[str, Any], stage: str, reason: str, detail: str
+) -> list[dict[str, Any]]:
+    """A source that yields no clip: its ``src_row`` marked failed (``error`` = reason: detail)
+    and the one reject row naming why."""
+    src_row.update(_kind="source", status="failed", error=f"{reason}: {detail}", num_clips=0)
+    base = {"source_id": src_row["source_id"], "source_path": src_row["source_path"]}
+    return [src_row, {**base, "_kind": "reject", "stage": stage, "reason": reason,
+                      "detail": detail}]  # fmt: skip
+
+
 def process_source(
     local_path: str, source_id: str, source_path: str, size: int, cfg: CurateConfig
 ) -> list[dict[str, Any]]:
@@ -271,14 +282,9 @@ def process_source(
         "_kind": "source", "source_id": source_id, "source_path": source_path,
         "size_bytes": size, "status": "ok",
     }  # fmt: skip
-    base = {"source_id": source_id, "source_path": source_path}
 
     def failed(stage: str, reason: str, detail: str) -> list[dict[str, Any]]:
-        src_row.update(status="failed", error=f"{reason}: {detail}", num_clips=0)
-        return [
-            src_row,
-            {**base, "_kind": "reject", "stage": stage, "reason": reason, "detail": detail},
-        ]
+        return failed_source(src_row, stage, reason, detail)
 
     run = runner()
     try:

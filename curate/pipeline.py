@@ -33,7 +33,7 @@ import pyarrow.dataset as pads
 
 from common.config import ConfigError, to_dict
 from common.lock import out_lock
-from curate.clips import process_source
+from curate.clips import failed_source, process_source
 from curate.config import CurateConfig
 from curate.finalize import CAPTION_REJECTS
 from curate.manifest import write_json_atomic
@@ -100,11 +100,8 @@ def split_batch(batch: pa.Table, cfg: CurateConfig, scratch: str) -> pa.Table:
         try:
             local = local_copy(path, scratch, f"{sid}-{uuid.uuid4().hex[:8]}")
         except OSError as e:
-            rows.append({"_kind": "source", "source_id": sid, "source_path": path,
-                         "size_bytes": item["size"], "status": "failed", "num_clips": 0,
-                         "error": f"unreadable_source: {e}"})  # fmt: skip
-            rows.append({"_kind": "reject", "source_id": sid, "source_path": path,
-                         "stage": "source", "reason": "unreadable_source", "detail": str(e)})  # fmt: skip
+            src = {"source_id": sid, "source_path": path, "size_bytes": item["size"]}
+            rows.extend(failed_source(src, "source", "unreadable_source", str(e)))
             continue
         try:
             rows.extend(process_source(local, sid, path, int(item["size"]), cfg))
@@ -287,19 +284,28 @@ def _crashed_wave(work: Path, index: int, src: Source, error: str) -> Path:
     try: its source row (failed) and a ``worker_crashed`` reject, written as a wave is."""
     import pyarrow.parquet as pq
 
-    name = f"w{index:05d}"
-    tmp = work / "waves" / f"{name}.tmp"
+    tmp = _new_wave_dir(work, index)
+    detail = f"the split's Ray worker died on every try ({SPLIT_MAX_RETRIES + 1}): {error}"[:1000]
+    src_row = {"source_id": src.source_id, "source_path": src.path, "size_bytes": src.size}
+    rows = failed_source(src_row, "clip", "worker_crashed", detail)
+    pq.write_table(to_staged(rows), tmp / "crashed.parquet")
+    return _commit_wave(tmp, [src])
+
+
+def _new_wave_dir(work: Path, index: int) -> Path:
+    """An empty ``OUT/_work/waves/wNNNNN.tmp`` for wave ``index`` (a leftover one removed)."""
+    tmp = work / "waves" / f"w{index:05d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    base = {"source_id": src.source_id, "source_path": src.path}
-    detail = f"the split's Ray worker died on every try ({SPLIT_MAX_RETRIES + 1}): {error}"[:1000]
-    rows = [{**base, "_kind": "source", "size_bytes": src.size, "status": "failed",
-             "num_clips": 0, "error": f"worker_crashed: {detail}"},
-            {**base, "_kind": "reject", "stage": "clip", "reason": "worker_crashed",
-             "detail": detail}]  # fmt: skip
-    pq.write_table(to_staged(rows), tmp / "crashed.parquet")
-    (tmp / "sources.json").write_text(json.dumps([[src.source_id, src.path]]))
-    final = work / "waves" / name
+    return tmp
+
+
+def _commit_wave(tmp: Path, sources: Sequence[Source]) -> Path:
+    """List the wave's sources in ``sources.json`` and rename ``tmp`` to its final name: the
+    wave is durable and complete from here on."""
+    pairs = sorted([s.source_id, s.path] for s in sources)
+    (tmp / "sources.json").write_text(json.dumps(pairs))
+    final = tmp.with_suffix("")
     os.replace(tmp, final)
     return final
 
@@ -307,10 +313,7 @@ def _crashed_wave(work: Path, index: int, src: Source, error: str) -> Path:
 def _run_wave(work: Path, index: int, sources: Sequence[Source], cfg: CurateConfig) -> Path:
     import ray
 
-    name = f"w{index:05d}"
-    tmp = work / "waves" / f"{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _new_wave_dir(work, index)
     items = [
         {"source_id": s.source_id, "source_path": s.path, "size": s.size}
         for s in sorted(sources, key=lambda s: -s.size)
@@ -342,11 +345,7 @@ def _run_wave(work: Path, index: int, sources: Sequence[Source], cfg: CurateConf
     # reservation, 3.2 s without). Only this dataset's context is changed.
     ds.context.op_resource_reservation_enabled = False
     ds.write_parquet(str(tmp), **write_kw)
-    pairs = sorted([s.source_id, s.path] for s in sources)
-    (tmp / "sources.json").write_text(json.dumps(pairs))
-    final = work / "waves" / name
-    os.replace(tmp, final)  # the wave is durable and complete from here on
-    return final
+    return _commit_wave(tmp, sources)
 
 
 # --- the job ------------------------------------------------------------------------------
