@@ -217,10 +217,9 @@ def wave_owners(waves: Sequence[Path]) -> dict[tuple[str, str], Path]:
     return owner
 
 
-def _retry_pairs(waves: Sequence[Path]) -> set[tuple[str, str]]:
-    """Sources whose standing row is a failure named in ``RETRIED``."""
+def _retry_pairs(waves: Sequence[Path], owner: dict[tuple[str, str], Path]) -> set[tuple[str, str]]:
+    """Sources whose standing row (in the wave ``owner`` names) is a failure in ``RETRIED``."""
     out: set[tuple[str, str]] = set()
-    owner = wave_owners(waves)
     for w in waves:
         files = sorted(str(f) for f in w.glob("*.parquet"))
         if not files:
@@ -426,8 +425,9 @@ def _curate_into(
     unique, dups = split_duplicates(sources)
     readable = [s for s in unique if not s.error]
     waves = _complete_waves(work)
-    retry = _retry_pairs(waves)
-    done = set(wave_owners(waves)) - retry
+    owner = wave_owners(waves)
+    retry = _retry_pairs(waves, owner)
+    done = set(owner) - retry
     todo = [s for s in readable if (s.source_id, s.path) not in done]
     retried = sum(1 for s in todo if (s.source_id, s.path) in retry)
     log.info("%d source(s) to process, %d already done", len(todo), len(readable) - len(todo))
