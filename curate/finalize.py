@@ -11,9 +11,7 @@ and moved into place, so a crash here is repaired by the rerun.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import shutil
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -24,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.config import CurateConfig, config_dict
-from curate.manifest import build_manifest, rejects_by_reason, write_json_atomic
+from curate.manifest import build_manifest, read_manifest, rejects_by_reason, write_json_atomic
 from curate.sources import Source
 from schemas.tables import REJECTS, SOURCES
 
@@ -197,7 +195,10 @@ def finalize(
         run_id, config_dict(cfg), counts, rejects_by_reason(rej_rows),
         extra={"waves": len(waves), "rejects": len(rej_rows)},
     )  # fmt: skip
-    previous = _read_manifest(out)
+    try:
+        previous = read_manifest(out)
+    except (OSError, ValueError):
+        previous = {}
     if "recaption" in previous:
         from recaption.pipeline import totals
 
@@ -225,19 +226,12 @@ def _salvage_caption_rejects(out: Path, work: Path) -> Path:
     return salvage
 
 
-def _read_manifest(out: Path) -> dict[str, Any]:
-    try:
-        return json.loads((out / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _keep_clips(src: Path, dst: Path, table: str, kept_ids: set[str]) -> None:
     """Copy the Parquet table ``src`` to ``dst`` (atomically; in place when they are the same
     path) without the rows of clips not in ``kept_ids``; no file when no row is left."""
     import pyarrow.parquet as pq
 
-    from schemas.validate import write_table
+    from schemas.validate import commit_table
 
     tbl = pq.read_table(src)
     kept = tbl.filter(
@@ -251,6 +245,4 @@ def _keep_clips(src: Path, dst: Path, table: str, kept_ids: set[str]) -> None:
         if src == dst:
             src.unlink()
         return
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    write_table(kept, str(tmp), table)
-    os.replace(tmp, dst)
+    commit_table(kept, dst, table)

@@ -41,7 +41,7 @@ from recaption.config import RecaptionConfig
 from recaption.frames import FRAME_COLUMNS, frames_from_row, prepare_batch
 from recaption.qa import check_caption, first_sentence, words
 from schemas.tables import PAIRS, REJECTS
-from schemas.validate import check_files, write_table
+from schemas.validate import check_files, commit_table
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ def _drop_retried_rejects(out: Path) -> int:
             continue
         dropped += tbl.num_rows - kept.num_rows
         if kept.num_rows:
-            _commit(kept, f, "rejects")
+            commit_table(kept, f, "rejects")
         else:
             f.unlink()
     return dropped
@@ -279,12 +279,6 @@ def _recover_staged(out: Path, shard_rows: int) -> int:
 # --- output --------------------------------------------------------------------------------
 
 
-def _commit(tbl: pa.Table, path: Path, table: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write_table(tbl, str(tmp), table)
-    os.replace(tmp, path)
-
-
 def _write_outputs(
     staged: Path | list[Path], out: Path, run: str, shard_rows: int, skip: set[str] | None = None
 ) -> dict[str, Any]:
@@ -315,12 +309,12 @@ def _write_outputs(
 
     def write_shard(kind: str, t: pa.Table) -> None:
         if kind == "pair":
-            _commit(
+            commit_table(
                 t.select(PAIRS.names), pairs_dir / f"part-{run}-{shard[kind]:05d}.parquet", "pairs"
             )
         else:
             name = f"{REJECT_PREFIX}{run}-{shard[kind]:05d}.parquet"
-            _commit(t.select(REJECTS.names), rej_dir / name, "rejects")
+            commit_table(t.select(REJECTS.names), rej_dir / name, "rejects")
         shard[kind] += 1
 
     def batches() -> Iterator[pa.Table]:

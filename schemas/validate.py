@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -111,6 +113,15 @@ def write_table(tbl: pa.Table, path: str, table: str, filesystem: Any = None) ->
     """Validate then write one Parquet file carrying the schema version."""
     tbl = conform(tbl, table, where=path)
     pq.write_table(tbl, path, filesystem=filesystem, compression="zstd")
+
+
+def commit_table(tbl: pa.Table, path: str | os.PathLike, table: str) -> None:
+    """:func:`write_table` to a hidden temporary name beside local ``path``, then rename: a
+    reader (or a rerun after a crash) sees the old file or the whole new one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write_table(tbl, str(tmp), table)
+    os.replace(tmp, path)
 
 
 def read_table(path: str, table: str, filesystem: Any = None, **kwargs: Any) -> pa.Table:
