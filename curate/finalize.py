@@ -178,8 +178,9 @@ def finalize(
     # recaption's outputs in OUT survive a rerun, less the clips no longer kept
     caption = [*(out / "rejects").glob(f"{CAPTION_REJECTS}*.parquet"),
                *salvage.glob(f"{CAPTION_REJECTS}*.parquet")]  # fmt: skip
+    kept_set = pa.array(sorted(kept_ids), pa.string())  # built once for every shard below
     for f in sorted(caption):
-        _keep_clips(f, final / "rejects" / f.name, "rejects", kept_ids)
+        _keep_clips(f, final / "rejects" / f.name, "rejects", kept_set)
     for name in _OUTPUTS:  # the old table is moved aside, never deleted before the new is in
         dst, aside = out / name, work / f"old-{name}"
         shutil.rmtree(aside, ignore_errors=True)
@@ -190,7 +191,7 @@ def finalize(
         shutil.rmtree(work / f"old-{name}", ignore_errors=True)
     shutil.rmtree(salvage, ignore_errors=True)
     for f in sorted((out / "pairs").glob("*.parquet")):
-        _keep_clips(f, f, "pairs", kept_ids)
+        _keep_clips(f, f, "pairs", kept_set)
     manifest = build_manifest(
         run_id, config_dict(cfg), counts, rejects_by_reason(rej_rows),
         extra={"waves": len(waves), "rejects": len(rej_rows)},
@@ -226,7 +227,7 @@ def _salvage_caption_rejects(out: Path, work: Path) -> Path:
     return salvage
 
 
-def _keep_clips(src: Path, dst: Path, table: str, kept_ids: set[str]) -> None:
+def _keep_clips(src: Path, dst: Path, table: str, kept_ids: pa.Array) -> None:
     """Copy the Parquet table ``src`` to ``dst`` (atomically; in place when they are the same
     path) without the rows of clips not in ``kept_ids``; no file when no row is left."""
     import pyarrow.parquet as pq
@@ -234,9 +235,7 @@ def _keep_clips(src: Path, dst: Path, table: str, kept_ids: set[str]) -> None:
     from schemas.validate import commit_table
 
     tbl = pq.read_table(src)
-    kept = tbl.filter(
-        pc.is_in(tbl.column("clip_id"), value_set=pa.array(sorted(kept_ids), pa.string()))
-    )
+    kept = tbl.filter(pc.is_in(tbl.column("clip_id"), value_set=kept_ids))
     if kept.num_rows < tbl.num_rows:
         log.info("%s: %d row(s) of clips no longer kept dropped", src, tbl.num_rows - kept.num_rows)
     if src == dst and kept.num_rows == tbl.num_rows:
