@@ -2,7 +2,10 @@
 
 Each frame is decoded once at the output size (decord resizes on decode; PyAV where decord
 cannot), fed downscaled to PySceneDetect, and — when it falls on the output frame-rate grid —
-kept in a bounded buffer until the span planner (``curate.scenes``) hands out a span. The span's
+kept in a bounded buffer until the span planner (``curate.scenes``) hands out a span. The grid
+is laid on the frames' timestamps: where a variable-frame-rate source (or a dropped frame) leaves
+output slots without a frame, the frame shown at that time fills them, as a player shows it, so
+a clip plays at its real speed; a pause is a cut (``curate.scenes.GAP_CUT_S``). The span's
 frames are rotated, encoded to H.264/MP4 (``common.video.encode_mp4``) and scored right away
 (``curate.scoring.score_frames`` on the same frames: decode once).
 
@@ -148,7 +151,9 @@ def split_source(
 
     rot = int(info.get("rotation") or 0)
     out_w, out_h = output_size(int(info["width"]), int(info["height"]), cfg.short_side)
-    src_fps = float(info["fps"])
+    # the frames' typical rate: the average of a variable-rate stream or one with a pause
+    # understates it (12 fps footage with a 5 s pause averages 5.3 fps)
+    src_fps = float(info.get("_frame_rate") or info["fps"])
     out_fps = min(cfg.fps, src_fps)
     det_scale = min(1.0, cfg.detect_width / out_w)
     det_size = (max(16, int(out_w * det_scale)), max(16, int(out_h * det_scale)))
@@ -159,22 +164,21 @@ def split_source(
     import cv2
 
     rows: list[dict[str, Any]] = []
-    times: list[float] = []
-    buf: dict[int, np.ndarray] = {}
+    times = planner.times  # when each frame is shown (seconds)
+    buf: dict[int, tuple[np.ndarray, int]] = {}  # source frame -> (RGB, output slots it fills)
     base = {"source_id": source_id, "source_path": source_path}
 
-    def span_time(k: int) -> float:
-        return times[k] if k < len(times) else times[-1] + 1.0 / src_fps
-
     def emit(span) -> None:
-        start_s, end_s = span_time(span.start), span_time(span.end)
+        start_s, end_s = planner.time(span.start), planner.end_time(span.end)
         if span.kind != "clip":
             rows.append({**base, "_kind": "reject", "stage": "scenes", "reason": span.kind,
                          "detail": f"{end_s - start_s:.2f}s span (min_seconds={cfg.min_seconds})"
                          if span.kind == "scene_too_short" else "dark frames or a fade ramp",
                          "start_s": start_s, "end_s": end_s})  # fmt: skip
             return
-        kept = [buf[k] for k in sorted(buf) if span.start <= k < span.end]
+        kept = [
+            f for k in sorted(buf) if span.start <= k < span.end for f in [buf[k][0]] * buf[k][1]
+        ]
         if not kept:  # a span shorter than one output frame period (or a gap in timestamps)
             rows.append({**base, "_kind": "reject", "stage": "scenes", "reason": "scene_too_short",
                          "detail": f"{end_s - start_s:.2f}s span holds no frame of the "
@@ -204,19 +208,17 @@ def split_source(
                 return
         rows.append(row)
 
-    cuts: list[int] = []
-
     def scene_of(frame: int) -> int:
-        return sum(1 for c in cuts if c <= frame)
+        return sum(1 for c in planner.boundary if c <= frame)  # detector cuts and pauses
 
     last_slot = -1
     t0 = None
     i = -1
+    prev: np.ndarray | None = None  # the frame before this one
     try:
         frames_in = decode_frames(path, out_w, out_h, rot, choose_decoder(info, cfg.decoder))
         for i, (t, rgb) in enumerate(frames_in):
             t0 = t if t0 is None else t0
-            times.append(t)
             # bilinear, as PySceneDetect's own downscaling: INTER_AREA at a non-integer ratio
             # cost more than the detector itself (852x480 -> 256x144: 1.09 ms against 0.07 ms
             # per frame) and found the same cuts in the benchmark's footage
@@ -226,14 +228,18 @@ def split_source(
                 else cv2.resize(rgb, det_size, interpolation=cv2.INTER_LINEAR)
             )
             bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
-            planner.add_frame(mean_luma(bgr))
+            planner.add_frame(mean_luma(bgr), t)  # a pause in the timestamps is a cut
             for c in detector.process_frame(FrameTimecode(i, fps=src_fps), bgr):
-                cuts.append(c.frame_num)
                 planner.add_cut(c.frame_num)
             slot = resample_slot(t, t0, out_fps, src_fps)
             if slot > last_slot:
-                buf[i] = rgb
+                if last_slot >= 0 and slot > last_slot + 1 and i not in planner.pauses:
+                    # no frame in the slots between: the frame before is still on screen
+                    rgb_prev, n_prev = buf.get(i - 1, (prev, 0))
+                    buf[i - 1] = (rgb_prev, n_prev + slot - last_slot - 1)
+                buf[i] = (rgb, 1)
                 last_slot = slot
+            prev = rgb
             for span in planner.advance():
                 emit(span)
             hold = planner.hold_from
@@ -255,7 +261,6 @@ def split_source(
                      "start_s": decoded, "end_s": expected})  # fmt: skip
     if times:
         for c in detector.post_process(FrameTimecode(len(times) - 1, fps=src_fps)) or []:
-            cuts.append(c.frame_num)
             planner.add_cut(c.frame_num)
     for span in planner.finish():
         emit(span)

@@ -24,8 +24,9 @@ class CurateConfig:
     short_side: int = 128
     """Largest short side of an encoded clip in pixels (never upscaled; width and height even)."""
     fps: float = 12.0
-    """Frame rate clips are resampled to (frames are dropped, never duplicated: a source slower
-    than this keeps its own rate)."""
+    """Frame rate clips are resampled to, on the source's timestamps: frames are dropped, and a
+    source slower than this keeps its own rate; where a variable-rate source leaves an output
+    slot without a frame, the frame on screen is held, so a clip plays at its real speed."""
     min_seconds: float = 1.0
     """Shortest clip kept; shorter scene pieces become `scene_too_short` rejects."""
     max_seconds: float = 4.0

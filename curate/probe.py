@@ -112,12 +112,17 @@ def probe(path: str) -> dict[str, Any]:
         if fps <= 0 or duration <= 0:
             raise ProbeError("zero_duration", f"fps={fps}, duration={duration}")
         variable = False
+        frame_rate = fps  # the rate frames come at, for the split
         if len(pts) > 3:
             d = np.diff(np.sort(np.asarray(pts, np.float64)))
             d = d[d > 0]
             if len(d) > 2 and np.median(d) > 0:
                 off = np.abs(d - np.median(d)) > 0.25 * np.median(d)
                 variable = bool(off.mean() > 0.05)  # a lone gap (a dropped frame) is not VFR
+                typical = 1.0 / (float(np.median(d)) * tb) if tb else 0.0
+                if typical > 0 and abs(typical - fps) > 0.01 * fps:
+                    # the average is off the frames' own spacing: a variable rate, a pause
+                    frame_rate = typical
         rotation = normalize_rotation(getattr(first, "rotation", 0))
         width, height = int(cc.width or first.width), int(cc.height or first.height)
         sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio
@@ -137,5 +142,6 @@ def probe(path: str) -> dict[str, Any]:
             "codec": cc.name,
             # for the split's choice of decoder (not columns of the sources table)
             "_format": container.format.name,
+            "_frame_rate": frame_rate,
             "_video_streams": len(container.streams.video),
         }

@@ -6,12 +6,16 @@ bounded window of frames is held: a frame's fate is final ``horizon`` frames aft
 seen (the detector's reporting lag plus the longest fade ramp), and a clip span is handed out
 as soon as all its frames are final. Long scenes are cut greedily into ``max_seconds``
 chunks from the scene's first usable frame; a leftover shorter than ``min_seconds`` is a drop.
+
+Spans are measured in the frames' own timestamps, so ``min_seconds``/``max_seconds`` hold for a
+variable-frame-rate source too (a phone slowing to 15 fps in low light holds fewer frames per
+second than its average rate says); frame counts (fades, trims, the detector's lag) use the
+average rate. A pause in the timestamps (over ``GAP_CUT_S``) is a cut.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -22,6 +26,12 @@ from curate.config import CurateConfig
 log = logging.getLogger(__name__)
 
 GOOD, DARK, CUT = 0, 1, 2  # per-frame marks
+TIME_TOLERANCE_S = 1e-3
+"""Slack on ``min_seconds``/``max_seconds``: timestamps come as float seconds (decord's are
+float32, 0.5 ms apart at two hours), far below a frame period."""
+GAP_CUT_S = 1.0
+"""A pause between two frames' timestamps longer than this (and than 4 average frame periods)
+is a cut, not a frame held: a recording paused or two takes spliced."""
 
 
 @dataclass(frozen=True)
@@ -63,12 +73,15 @@ class SpanPlanner:
 
     def __init__(self, cfg: CurateConfig, fps: float):
         self.cfg = cfg
-        self.min_len = max(1, math.ceil(cfg.min_seconds * fps - 1e-6))
-        self.max_len = max(self.min_len, int(math.floor(cfg.max_seconds * fps + 1e-6)))
+        self.fps = fps
+        self.max_seconds = max(cfg.min_seconds, cfg.max_seconds)
+        self.gap_cut = max(GAP_CUT_S, 4.0 / fps)
         self.fade_max = max(1, int(round(cfg.fade_max_seconds * fps)))
         self.trim = cfg.trim_frames
         self.horizon = max(self.fade_max + 1, detector_lag(cfg, fps) + self.trim + 1) + 1
         self.luma: list[float] = []
+        self.times: list[float] = []
+        self.pauses: set[int] = set()  # frames shown after a pause in the timestamps
         self.mark = bytearray()
         self.boundary: set[int] = set()  # frames that start a new scene
         self.final = 0  # frames < final have been decided
@@ -87,9 +100,24 @@ class SpanPlanner:
         """The oldest frame a caller must still keep (an open span may start there)."""
         return self.final if self._run is None else min(self._run, self.final)
 
-    def add_frame(self, luma: float) -> None:
-        """Append the next frame's mean luma (0..255)."""
+    def time(self, k: int) -> float:
+        """When frame ``k`` is shown (seconds); past the last frame, one average period on."""
+        if k < self.n:
+            return self.times[k]
+        return (self.times[-1] if self.times else -1.0 / self.fps) + (k - self.n + 1) / self.fps
+
+    def end_time(self, k: int) -> float:
+        """When a span ending before frame ``k`` ends: ``time(k)``, or after a pause, one
+        average period after frame ``k - 1``."""
+        return self.time(k - 1) + 1.0 / self.fps if k in self.pauses else self.time(k)
+
+    def add_frame(self, luma: float, t: float | None = None) -> None:
+        """Append the next frame's mean luma (0..255) and the time it is shown (seconds;
+        ``None``: its index over the average rate)."""
         i = self.n
+        t = i / self.fps if t is None else float(t)
+        paused = bool(self.times) and t - self.times[-1] > self.gap_cut
+        self.times.append(t)
         self.luma.append(float(luma))
         cfg = self.cfg
         m = GOOD
@@ -109,6 +137,9 @@ class SpanPlanner:
         if i < self._cut_until:
             m = max(m, CUT)
         self.mark.append(m)
+        if paused:
+            self.pauses.add(i)
+            self.add_cut(i)
 
     def add_cut(self, frame: int) -> None:
         """A scene starts at ``frame``; frames within ``trim_frames`` of it are dropped."""
@@ -123,7 +154,7 @@ class SpanPlanner:
 
     def _close_run(self, at: int) -> None:
         if self._run is not None:
-            if at - self._run >= self.min_len:
+            if self.end_time(at) - self.time(self._run) >= self.cfg.min_seconds - TIME_TOLERANCE_S:
                 self._out.append(Span(self._run, at, "clip"))
             elif at > self._run:
                 self._out.append(Span(self._run, at, "scene_too_short"))
@@ -148,7 +179,13 @@ class SpanPlanner:
             return
         if self._run is None:
             self._run = f
-        if f + 1 - self._run >= self.max_len:
+        # close before the next frame would take the span past max_seconds (unless it is
+        # still under min_seconds: where no whole number of frames fits both, min wins)
+        start = self.time(self._run)
+        if (
+            self.end_time(f + 2) - start > self.max_seconds + TIME_TOLERANCE_S
+            and self.end_time(f + 1) - start >= self.cfg.min_seconds - TIME_TOLERANCE_S
+        ):
             self._out.append(Span(self._run, f + 1, "clip"))
             self._run = None
 
@@ -172,14 +209,19 @@ class SpanPlanner:
 
 
 def plan_spans(
-    luma: Iterable[float], cuts: Iterable[int], cfg: CurateConfig, fps: float
+    luma: Iterable[float],
+    cuts: Iterable[int],
+    cfg: CurateConfig,
+    fps: float,
+    times: Iterable[float] | None = None,
 ) -> list[Span]:
     """Offline form of :class:`SpanPlanner` (cuts known up front), for tests and tools."""
     planner = SpanPlanner(cfg, fps)
     cut_list = sorted(set(int(c) for c in cuts))
     spans: list[Span] = []
+    ts = iter(times) if times is not None else None
     for i, v in enumerate(luma):
-        planner.add_frame(v)
+        planner.add_frame(v, None if ts is None else next(ts))
         while cut_list and cut_list[0] <= i:
             planner.add_cut(cut_list.pop(0))
         spans.extend(planner.advance())

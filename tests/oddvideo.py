@@ -72,3 +72,21 @@ def write_offset(path: Path, w: int, h: int, n: int, start_s: float, rate: int =
         for pk in s.encode():
             c.mux(pk)
     return path
+
+
+def write_timed(path: Path, w: int, h: int, times: list[float], rate: int = 24) -> Path:
+    """A video whose frame ``i`` is shown at ``times[i]`` seconds (a variable frame rate, a
+    pause): pattern frames with exact timestamps."""
+    tb = Fraction(1, 24000)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=rate)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.time_base = s.codec_context.time_base = tb
+        for i, t in enumerate(times):
+            f = av.VideoFrame.from_ndarray(pattern(w, h, i % 128), "rgb24")
+            f.pts, f.time_base = round(t / tb), tb
+            for pk in s.encode(f):
+                c.mux(pk)
+        for pk in s.encode():
+            c.mux(pk)
+    return path

@@ -162,6 +162,49 @@ def test_non_square_pixels_and_late_timestamps(tmp_path):
         assert [r["start_s"] for r, _ in clips] == [0.0], decoder
 
 
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
+def test_variable_frame_rate_clips_play_at_their_real_speed(tmp_path, decoder):
+    """2 s at 24 fps, 4 s at 4 fps (a phone in low light), 2 s at 24 fps: 14 fps on average.
+    Counting frames at the average rate made a 5 s clip (max_seconds 3) that played in 2.4 s;
+    now every clip lasts at most max_seconds and holds (end - start) x fps frames, the slow
+    part's frames held for the slots they are shown in."""
+    from oddvideo import frame_index, write_timed
+
+    times = [i / 24 for i in range(48)] + [2 + i / 4 for i in range(16)]
+    times += [6 + i / 24 for i in range(48)]
+    path = write_timed(tmp_path / "vfr.mp4", 96, 64, times)
+    kw = {"fps": 12, "min_seconds": 1.0, "max_seconds": 3.0, "decoder": decoder}
+    info, rows, clips = _clips(path, **kw)
+    assert info["variable_fps"] is True and info["fps"] == 14.0
+    assert [r["_kind"] for r in rows] == ["clip"] * 3, rows
+    for row, frames in clips:
+        seconds = row["end_s"] - row["start_s"]
+        assert seconds <= 3.0 + 1e-3 and len(frames) == row["num_frames"]
+        assert abs(row["num_frames"] / row["fps"] - seconds) < 1.5 / 14, (row, seconds)
+    slow = [frame_index(f) for f in clips[1][1]]
+    assert slow == [i for i in range(52, 64) for _ in range(3)]  # 4 fps source, 12 fps clip
+
+
+def test_a_pause_in_the_timestamps_is_a_cut(tmp_path):
+    """Two takes spliced with 5 s between them: no clip holds the pause (as one frame held for
+    60 slots), the clip before it ends at its last frame."""
+    from oddvideo import frame_index, write_timed
+
+    times = [i / 12 for i in range(24)] + [7 + i / 12 for i in range(24)]
+    _, rows, clips = _clips(write_timed(tmp_path / "pause.mp4", 96, 64, times, rate=12),
+                            fps=12, min_seconds=1.0, max_seconds=4.0, trim_frames=0)  # fmt: skip
+    assert [r["_kind"] for r in rows] == ["clip", "clip"], rows
+    assert [[frame_index(f) for f in frames] for _, frames in clips] == [
+        list(range(24)),
+        list(range(24, 48)),
+    ]
+    assert [(r["start_s"], r["num_frames"], r["scene_index"]) for r, _ in clips] == [
+        (0.0, 24, 0),
+        (7.0, 24, 1),
+    ]
+    assert clips[0][0]["end_s"] == pytest.approx(2.0)
+
+
 def test_a_stream_cut_short_without_an_error_is_reported(tmp_path):
     """A faststart MP4 cut in half decodes to the cut without an error: the rest is a
     truncated_stream reject, not silently missing footage."""

@@ -32,6 +32,40 @@ def test_short_pieces_are_named_drops():
     assert [(s.start, s.end) for s in spans if s.kind == "scene_too_short"] == [(0, 4), (26, 30)]
 
 
+def test_spans_are_measured_in_the_frames_timestamps():
+    """A variable-frame-rate source: 1 s at 20 fps, 3 s at 5 fps, 1 s at 20 fps (average 10
+    fps). Counting frames at the average rate made a 3 s chunk of the slow part 6 s long and one
+    of the fast part 1.5 s; chunks follow the timestamps now, and so does min_seconds."""
+    times = [i / 20 for i in range(20)] + [1 + i / 5 for i in range(15)]
+    times += [4 + i / 20 for i in range(20)]
+    cfg = CurateConfig(min_seconds=1.0, max_seconds=3.0, trim_frames=0)
+    spans = plan_spans([100.0] * len(times), [], cfg, fps=10, times=times)
+    got = clips(spans)
+    assert got == [(0, 30), (30, 55)], got
+
+    def seconds(a: int, b: int) -> float:
+        return (times[b] if b < len(times) else times[-1] + 0.1) - times[a]
+
+    # the stream's last frame lasts one average period
+    assert [round(seconds(a, b), 6) for a, b in got] == [3.0, 2.05]
+    # a piece of 12 frames (>= 1 s at the average rate) that lasts 0.55 s is too short
+    fast = [i / 20 for i in range(12)] + [0.6 + i / 5 for i in range(10)]
+    spans = plan_spans([100.0] * 22, [12], cfg, fps=10, times=fast)
+    assert [(s.start, s.end, s.kind) for s in spans] == [
+        (0, 12, "scene_too_short"),
+        (12, 22, "clip"),
+    ]
+
+
+def test_min_seconds_wins_where_no_whole_frame_count_fits_both():
+    """min_seconds = max_seconds = 1 at 29.97 fps: 29 frames are under 1 s, 30 over; the clip
+    keeps 30 (as before timestamps were used), not a clip under min_seconds."""
+    cfg = CurateConfig(min_seconds=1.0, max_seconds=1.0, trim_frames=0)
+    fps = 30000 / 1001
+    spans = plan_spans([100.0] * 90, [], cfg, fps=fps, times=[i / fps for i in range(90)])
+    assert clips(spans) == [(0, 30), (30, 60), (60, 90)]
+
+
 def test_min_seconds_under_one_output_frame_is_refused():
     """A span shorter than the output frame period can hold no output frame."""
     with pytest.raises(ValueError, match="min_seconds=0.1 is shorter than one frame at fps=2"):
