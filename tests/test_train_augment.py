@@ -51,6 +51,26 @@ def test_captions_swap_exactly_the_direction_words():
     )
 
 
+def test_places_stay_put_when_played_backwards():
+    """Backwards, a man standing on the left is still on the left (only moves turn around);
+    mirrored, he is on the right."""
+    caption = "A man on the left waves while a dog runs to the right; a sign at the top right."
+    assert augmented_caption(caption, REVERSE) == (
+        "A man on the left waves while a dog runs to the left; a sign at the top right."
+    )
+    assert augmented_caption(caption, MIRROR) == (
+        "A man on the right waves while a dog runs to the left; a sign at the top left."
+    )
+    assert augmented_caption("In the lower left, a car drives up.", REVERSE) == (
+        "In the lower left, a car drives down."
+    )
+    # a move from one side to the other turns around
+    walk = "A woman walks from the left side of the frame to the right."
+    assert augmented_caption(walk, REVERSE) == (
+        "A woman walks from the right side of the frame to the left."
+    )
+
+
 def test_frames_are_mirrored_and_reversed():
     frames = np.arange(3 * 2 * 4 * 3, dtype=np.uint8).reshape(3, 2, 4, 3)  # (T, H, W, C)
     np.testing.assert_array_equal(augment_frames(frames, 0), frames)

@@ -1,14 +1,16 @@
 """Caption-aware augmentations: a mirrored or time-reversed clip with its caption kept true.
 
 A clip flipped left-right shows what its caption says with "left" and "right" exchanged; a
-clip played backwards shows it with every direction exchanged (left/right, up/down, zoom
-in/out). The trainer draws, per clip and epoch, whether a video row is mirrored
+clip played backwards shows it with every direction of motion exchanged (left/right, up/down,
+zoom in/out). The trainer draws, per clip and epoch, whether a video row is mirrored
 (``train.mirror_fraction``) and whether it is reversed (``train.reverse_fraction``), and
 trains it on the caption with the matching words swapped (``augmented_caption``); every
 variant is embedded once with the other captions.
 
 The word lists are fixed and whole-word: they fit captions that name directions plainly,
-as ``recaption --backend attributes`` writes them. Time reversal is only true to footage
+as ``recaption --backend attributes`` writes them. Played backwards, a place stays where it
+is: "on the left", "at the top left", "in the lower right" keep their words (a move "from
+the left" "to the right" is exchanged); mirrored, places are exchanged with the rest. Time reversal is only true to footage
 whose motion looks the same played backwards (the demo's moving shapes, pans, zooms); a
 person walking backwards does not, so it is off by default.
 """
@@ -37,18 +39,30 @@ _TIME = _LR + (
 )
 
 
-def _swapper(pairs: tuple[tuple[str, str], ...]):
+_PLACE = (
+    r"\b(?:on|at|in|near|by|inside)\s+the\s+"
+    r"(?:(?:top|bottom|upper|lower|far|middle|centre|center|left|right)\s+)?"
+)
+"""A place, not a move: "on the left", "at the top left", "in the lower right"."""
+
+
+def _swapper(pairs: tuple[tuple[str, str], ...], keep_places: bool = False):
     table = {a: b for a, b in pairs} | {b: a for a, b in pairs}
     # longest first, so "zooms in" wins over a shorter entry sharing its start
     words = sorted(table, key=len, reverse=True)
-    # whole words only, not parts of hyphenated compounds ("close-up", "right-hand")
+    # whole words only, not parts of hyphenated compounds ("close-up", "right-hand"); with
+    # keep_places, a word after a place phrase is matched with it and left as it is
+    place = f"(?P<place>{_PLACE})?" if keep_places else ""
     pattern = re.compile(
-        r"(?<![\w-])(" + "|".join(re.escape(w) for w in words) + r")(?![\w-])", re.IGNORECASE
+        place + r"(?<![\w-])(?P<word>" + "|".join(re.escape(w) for w in words) + r")(?![\w-])",
+        re.IGNORECASE,
     )
 
     def swap(text: str) -> str:
         def one(m: re.Match) -> str:
-            word = m.group(0)
+            if m.groupdict().get("place"):
+                return m.group(0)
+            word = m.group("word")
             out = table[word.lower()]
             if word.isupper() and len(word) > 1:  # "LEFT" -> "RIGHT"
                 return out.upper()
@@ -60,7 +74,7 @@ def _swapper(pairs: tuple[tuple[str, str], ...]):
 
 
 _mirror = _swapper(_LR)
-_reverse = _swapper(_TIME)
+_reverse = _swapper(_TIME, keep_places=True)
 
 
 def augmented_caption(caption: str, code: int) -> str:

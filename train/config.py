@@ -53,8 +53,9 @@ class TrainConfig:
     with "left" and "right" exchanged (``train.augment``)."""
     reverse_fraction: float = 0.0
     """Share of video rows (drawn per clip and epoch) played backwards, trained on their caption
-    with every direction exchanged (left/right, up/down, zoom in/out). Only for footage whose
-    motion looks the same backwards, e.g. the demo's moving shapes (``train.augment``)."""
+    with every direction of motion exchanged (left/right, up/down, zoom in/out; places such as
+    "on the left" stay). Only for footage whose motion looks the same backwards, e.g. the
+    demo's moving shapes (``train.augment``)."""
     short_caption_fraction: float = 0.0
     """Share of rows (drawn per clip and epoch) trained on the pair's one-sentence
     ``caption_short`` instead of its dense ``caption``, as DALL-E 3 mixes short captions into
