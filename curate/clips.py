@@ -95,11 +95,31 @@ PYAV_FORMATS = frozenset({"mpegts", "mpeg", "flv"})
 returned frames from the wrong place (an MPEG-TS clip started 16-32 frames late)."""
 
 
+UNTIMED_FORMATS = frozenset({"avi"})
+"""Containers whose frame times are not to be trusted (AVI has none: the decoders' guesses
+jumped back and forth with B-frames, or came out near -3.7e17 s): frames count at the rate."""
+
+DECORD_MAX_S = 2048.0
+"""decord gives float32 seconds, computed from the stream's own clock: past this (a long file,
+or one remuxed from a live stream whose clock starts at 40000 s) they are off by more than the
+millisecond the split's timing needs (4 ms at 40000 s), so such sources go to PyAV."""
+
+
 def choose_decoder(info: dict[str, Any], decoder: str) -> str:
-    """``decoder``, or ``pyav`` where decord would read the wrong frames: a container without a
-    seek index, or more than one video stream (decord picks its own, not the probed one)."""
+    """``decoder``, or ``pyav`` where decord would read the wrong frames or times: a container
+    without a seek index, more than one video stream (decord picks its own, not the probed
+    one), timestamps before 0 (an edit list trims the start: decord returns the trimmed frames'
+    times against other frames) or past ``DECORD_MAX_S``."""
+    if decoder != "decord":
+        return decoder
     formats = set(str(info.get("_format") or "").split(","))
-    if decoder == "decord" and (formats & PYAV_FORMATS or int(info.get("_video_streams") or 1) > 1):
+    start = float(info.get("_start_s") or 0.0)
+    if (
+        formats & PYAV_FORMATS
+        or int(info.get("_video_streams") or 1) > 1
+        or start < 0
+        or start + float(info.get("duration_s") or 0.0) > DECORD_MAX_S
+    ):
         return "pyav"
     return decoder
 
@@ -215,10 +235,10 @@ def split_source(
     t0 = None
     i = -1
     prev: np.ndarray | None = None  # the frame before this one
+    timed = not set(str(info.get("_format") or "").split(",")) & UNTIMED_FORMATS
     try:
         frames_in = decode_frames(path, out_w, out_h, rot, choose_decoder(info, cfg.decoder))
         for i, (t, rgb) in enumerate(frames_in):
-            t0 = t if t0 is None else t0
             # bilinear, as PySceneDetect's own downscaling: INTER_AREA at a non-integer ratio
             # cost more than the detector itself (852x480 -> 256x144: 1.09 ms against 0.07 ms
             # per frame) and found the same cuts in the benchmark's footage
@@ -228,7 +248,9 @@ def split_source(
                 else cv2.resize(rgb, det_size, interpolation=cv2.INTER_LINEAR)
             )
             bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
-            planner.add_frame(mean_luma(bgr), t)  # a pause in the timestamps is a cut
+            # on the planner's timeline: a pause or a jump back in the timestamps is a cut
+            t = planner.add_frame(mean_luma(bgr), t if timed else None)
+            t0 = t if t0 is None else t0
             for c in detector.process_frame(FrameTimecode(i, fps=src_fps), bgr):
                 planner.add_cut(c.frame_num)
             slot = resample_slot(t, t0, out_fps, src_fps)

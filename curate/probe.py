@@ -119,10 +119,11 @@ def probe(path: str) -> dict[str, Any]:
             if len(d) > 2 and np.median(d) > 0:
                 off = np.abs(d - np.median(d)) > 0.25 * np.median(d)
                 variable = bool(off.mean() > 0.05)  # a lone gap (a dropped frame) is not VFR
-                typical = 1.0 / (float(np.median(d)) * tb) if tb else 0.0
-                if typical > 0 and abs(typical - fps) > 0.01 * fps:
-                    # the average is off the frames' own spacing: a variable rate, a pause
-                    frame_rate = typical
+                period = float(np.median(d)) * tb
+                # the frames come faster than the average says (a pause, a rate that drops
+                # later): by more than a clock tick (MKV's 1 ms rounds 29.97 fps to 30.3) and 1%
+                if tb and period < 1.0 / fps - tb - 0.01 / fps:
+                    frame_rate = 1.0 / period
         rotation = normalize_rotation(getattr(first, "rotation", 0))
         width, height = int(cc.width or first.width), int(cc.height or first.height)
         sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio
@@ -143,5 +144,6 @@ def probe(path: str) -> dict[str, Any]:
             # for the split's choice of decoder (not columns of the sources table)
             "_format": container.format.name,
             "_frame_rate": frame_rate,
+            "_start_s": min(pts) * tb if pts and tb else 0.0,  # the stream's clock at its start
             "_video_streams": len(container.streams.video),
         }

@@ -10,7 +10,8 @@ chunks from the scene's first usable frame; a leftover shorter than ``min_second
 Spans are measured in the frames' own timestamps, so ``min_seconds``/``max_seconds`` hold for a
 variable-frame-rate source too (a phone slowing to 15 fps in low light holds fewer frames per
 second than its average rate says); frame counts (fades, trims, the detector's lag) use the
-average rate. A pause in the timestamps (over ``GAP_CUT_S``) is a cut.
+average rate. A pause in the timestamps (over ``GAP_CUT_S``) is a cut, and so is a jump back
+(two streams joined, a reset clock): the timeline goes on one period after the frame before.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ class SpanPlanner:
         self.horizon = max(self.fade_max + 1, detector_lag(cfg, fps) + self.trim + 1) + 1
         self.luma: list[float] = []
         self.times: list[float] = []
-        self.pauses: set[int] = set()  # frames shown after a pause in the timestamps
+        self.pauses: set[int] = set()  # frames after a pause or a jump back in the timestamps
+        self._offset = 0.0  # added to the timestamps after a jump back
         self.mark = bytearray()
         self.boundary: set[int] = set()  # frames that start a new scene
         self.final = 0  # frames < final have been decided
@@ -111,12 +113,22 @@ class SpanPlanner:
         average period after frame ``k - 1``."""
         return self.time(k - 1) + 1.0 / self.fps if k in self.pauses else self.time(k)
 
-    def add_frame(self, luma: float, t: float | None = None) -> None:
+    def add_frame(self, luma: float, t: float | None = None) -> float:
         """Append the next frame's mean luma (0..255) and the time it is shown (seconds;
-        ``None``: its index over the average rate)."""
+        ``None``: its index over the average rate). Returns the time on the planner's
+        timeline (``t`` unless the timestamps jumped back before)."""
         i = self.n
-        t = i / self.fps if t is None else float(t)
-        paused = bool(self.times) and t - self.times[-1] > self.gap_cut
+        t = i / self.fps if t is None else float(t) + self._offset
+        paused = False
+        if self.times:
+            last = self.times[-1]
+            if t < last - 1.0 / self.fps:  # a jump back: a new stream or clock, a cut
+                self._offset += last + 1.0 / self.fps - t
+                t, paused = last + 1.0 / self.fps, True
+            elif t < last:  # a frame a little out of order: held at the time before
+                t = last
+            else:
+                paused = t - last > self.gap_cut
         self.times.append(t)
         self.luma.append(float(luma))
         cfg = self.cfg
@@ -140,6 +152,7 @@ class SpanPlanner:
         if paused:
             self.pauses.add(i)
             self.add_cut(i)
+        return t
 
     def add_cut(self, frame: int) -> None:
         """A scene starts at ``frame``; frames within ``trim_frames`` of it are dropped."""

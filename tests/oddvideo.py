@@ -74,16 +74,17 @@ def write_offset(path: Path, w: int, h: int, n: int, start_s: float, rate: int =
     return path
 
 
-def write_timed(path: Path, w: int, h: int, times: list[float], rate: int = 24) -> Path:
-    """A video whose frame ``i`` is shown at ``times[i]`` seconds (a variable frame rate, a
-    pause): pattern frames with exact timestamps."""
+def write_timed(path: Path, w: int, h: int, times: list[float], rate: int | Fraction = 24,
+                fmt: str | None = None, first: int = 0) -> Path:  # fmt: skip
+    """A video whose frame ``i`` (pattern ``first + i``) is shown at ``times[i]`` seconds (a
+    variable frame rate, a pause, a start before 0 that MP4 writes as an edit list)."""
     tb = Fraction(1, 24000)
-    with av.open(str(path), "w") as c:
+    with av.open(str(path), "w", format=fmt) as c:
         s = c.add_stream("libx264", rate=rate)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         s.time_base = s.codec_context.time_base = tb
         for i, t in enumerate(times):
-            f = av.VideoFrame.from_ndarray(pattern(w, h, i % 128), "rgb24")
+            f = av.VideoFrame.from_ndarray(pattern(w, h, (first + i) % 128), "rgb24")
             f.pts, f.time_base = round(t / tb), tb
             for pk in s.encode(f):
                 c.mux(pk)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from common.video import decode_mp4, video_info
-from curate.clips import clip_id, output_size, resample_slot, split_source
+from curate.clips import choose_decoder, clip_id, output_size, resample_slot, split_source
 from curate.config import CurateConfig
 from curate.probe import probe
 from curate.synthetic import Shot, write_video
@@ -203,6 +203,55 @@ def test_a_pause_in_the_timestamps_is_a_cut(tmp_path):
         (7.0, 24, 1),
     ]
     assert clips[0][0]["end_s"] == pytest.approx(2.0)
+
+
+def test_timestamps_that_mislead_a_decoder(tmp_path):
+    """Sources whose clocks misled the split: MKV's millisecond timestamps (29.97 fps read as
+    30.3), two MPEG-TS takes joined with the clock restarting at 0 (take two's frames were lost
+    without a row), AVI with B-frames (no timestamps: PyAV's guesses jumped back and forth,
+    decord's were -3.7e17 s), an MP4 trimmed by an edit list (decord's times were 12 frames off
+    its frames)."""
+    from fractions import Fraction
+
+    from oddvideo import frame_index, write, write_timed
+
+    ntsc = Fraction(30000, 1001)
+    mkv = write_timed(tmp_path / "a.mkv", 64, 48, [i / ntsc for i in range(60)], rate=ntsc)
+    info = probe(str(mkv))
+    assert info["fps"] == info["_frame_rate"] == pytest.approx(29.97, abs=0.01)
+
+    take = [i / 12 for i in range(36)]
+    a = write_timed(tmp_path / "a.ts", 64, 48, take, rate=12, fmt="mpegts")
+    b = write_timed(tmp_path / "b.ts", 64, 48, take, rate=12, fmt="mpegts", first=36)
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(a.read_bytes() + b.read_bytes())
+    no_detector = {"detector": "content", "content_threshold": 255.0, "trim_frames": 0}
+    _, rows, clips = _clips(joined, fps=12, max_seconds=3.0, **no_detector)
+    assert [r["_kind"] for r in rows] == ["clip", "clip"], rows
+    assert [[frame_index(f) for f in fr] for _, fr in clips] == [
+        list(range(36)),
+        list(range(36, 72)),
+    ]
+    assert [(r["start_s"], r["end_s"], r["scene_index"]) for r, _ in clips] == [
+        (0.0, pytest.approx(3.0), 0),
+        (pytest.approx(3.0), pytest.approx(6.0), 1),
+    ]
+
+    avi = write(tmp_path / "b.avi", 64, 48, 48, fmt="avi")
+    for decoder in ("decord", "pyav"):
+        _, rows, clips = _clips(avi, decoder=decoder, fps=12, max_seconds=4.0, **no_detector)
+        [(row, frames)] = clips
+        assert [frame_index(f) for f in frames] == list(range(48)), decoder
+        assert (row["start_s"], row["end_s"]) == (0.0, 4.0), decoder
+
+    trimmed = write_timed(tmp_path / "trim.mp4", 64, 48, [i / 12 - 0.5 for i in range(36)], rate=12)
+    info = probe(str(trimmed))
+    assert info["_start_s"] < 0 and choose_decoder(info, "decord") == "pyav"
+    _, _, clips = _clips(trimmed, fps=12, max_seconds=4.0, **no_detector)
+    assert [frame_index(f) for f in clips[0][1]] == list(range(6, 36))
+    # decord's float32 seconds are too coarse past DECORD_MAX_S
+    assert choose_decoder({**info, "_start_s": 40000.0}, "decord") == "pyav"
+    assert choose_decoder({**info, "_start_s": 0.0}, "decord") == "decord"
 
 
 def test_a_stream_cut_short_without_an_error_is_reported(tmp_path):
