@@ -98,10 +98,13 @@ def reject_summary(fs, files: list[str], cats, cfg: ReportConfig) -> dict:
     from ray.data.aggregate import Count, Max, Mean, Min
 
     if not files:
-        return {"by_stage": {}, "clip_level": 0, "by_source": {}, "values": [], "bias": {}}
+        return {"by_stage": {}, "clip_level": 0, "unclipped": {}, "by_source": {}, "values": [],
+                "bias": {}}  # fmt: skip
     names = stats.common_schema(fs, files).names
     cols = [
-        c for c in ("source_path", "clip_id", "stage", "reason", "detail", "value") if c in names
+        c
+        for c in ("source_path", "clip_id", "stage", "reason", "detail", "value", "start_s")
+        if c in names
     ]
     ds = stats.read(fs, files, cols)
     kw = {"num_cpus": cfg.num_cpus, "batch_size": cfg.batch_size}
@@ -109,12 +112,18 @@ def reject_summary(fs, files: list[str], cats, cfg: ReportConfig) -> dict:
     def fn(tbl: pa.Table) -> dict[str, float]:
         out: dict[str, float] = {}
         src, stage, reason = (stats.strings(tbl, c) for c in ("source_path", "stage", "reason"))
-        has_clip = [c is not None for c in tbl["clip_id"].to_pylist()] if "clip_id" in cols else []
+        n = tbl.num_rows
+        has_clip = tbl["clip_id"].is_valid().to_pylist() if "clip_id" in cols else [False] * n
+        has_span = tbl["start_s"].is_valid().to_pylist() if "start_s" in cols else [False] * n
         for i, (p, s, r) in enumerate(zip(src, stage, reason, strict=True)):
             for k in (key("sr", s, r), key("src", p, s, r)):
                 out[k] = out.get(k, 0.0) + 1
-            if has_clip and has_clip[i] and s not in funnel.CAPTION_STAGES:
-                out[key("clip")] = out.get(key("clip"), 0.0) + 1
+            if has_clip[i]:
+                if s not in funnel.CAPTION_STAGES:
+                    out[key("clip")] = out.get(key("clip"), 0.0) + 1
+            elif s in funnel.CLIP_STAGES:  # no clip: a source failed whole, or footage lost
+                k = key("nc", "footage" if has_span[i] else "source", s, r)
+                out[k] = out.get(k, 0.0) + 1
         if "detail" in cols:
             cap = tbl.filter(pa.compute.equal(tbl["stage"], "caption"))
             if cap.num_rows:
@@ -124,10 +133,13 @@ def reject_summary(fs, files: list[str], cats, cfg: ReportConfig) -> dict:
     counts = stats.count_keys(ds, fn, **kw)
     by_stage: dict[str, dict[str, int]] = {}
     by_source: dict[str, dict[str, int]] = {}
+    unclipped: dict[str, dict[str, dict[str, int]]] = {}
     for k, n in counts.items():
         parts = split_key(k)
         if parts[0] == "sr":
             by_stage.setdefault(parts[1], {})[parts[2]] = int(n)
+        elif parts[0] == "nc":
+            unclipped.setdefault(parts[1], {}).setdefault(parts[2], {})[parts[3]] = int(n)
         elif parts[0] == "src":
             by_source.setdefault(parts[1], {})[f"{parts[2]}/{parts[3]}"] = int(n)
     values = []
@@ -146,6 +158,7 @@ def reject_summary(fs, files: list[str], cats, cfg: ReportConfig) -> dict:
             s: dict(sorted(v.items(), key=lambda kv: -kv[1])) for s, v in by_stage.items()
         },
         "clip_level": int(counts.get(key("clip"), 0)),
+        "unclipped": unclipped,
         "by_source": by_source,
         "values": sorted(values, key=lambda v: (order.get(v["stage"], 99), v["reason"])),
         "bias": {k: v for k, v in counts.items() if k.startswith("r" + stats.SEP)},
@@ -299,6 +312,7 @@ def build_report(out: str, output: str | None = None, cfg: ReportConfig | None =
     fun = funnel.build_funnel(
         manifest, rej["by_stage"], n_clips, n_pairs,
         stats.num_rows(fs, files["sources"]) if files["sources"] else None, distinct, rej["clip_level"],
+        rej["unclipped"],
     )  # fmt: skip
     report: dict[str, Any] = {
         "out": str(out),

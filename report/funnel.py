@@ -60,6 +60,17 @@ def _total(lost: Mapping[str, Mapping[str, int]]) -> int:
     return sum(sum(v.values()) for v in lost.values())
 
 
+def _minus(
+    lost: dict[str, dict[str, int]], part: Mapping[str, Mapping[str, int]]
+) -> dict[str, dict[str, int]]:
+    out = {}
+    for s, reasons in lost.items():
+        left = {r: n - part.get(s, {}).get(r, 0) for r, n in reasons.items()}
+        if any(left.values()):
+            out[s] = {r: n for r, n in left.items() if n}
+    return out
+
+
 def build_funnel(
     manifest: Mapping[str, Any],
     rejects: Mapping[str, Mapping[str, int]],
@@ -68,17 +79,24 @@ def build_funnel(
     n_sources_table: int | None = None,
     distinct_sources: int | None = None,
     curate_clip_rejects: int | None = None,
+    unclipped: Mapping[str, Mapping[str, Mapping[str, int]]] | None = None,
 ) -> dict[str, Any]:
     """The funnel from the data (reject rows and table sizes), with the manifest's own counts
     checked against it.
 
     ``rejects`` is ``{stage: {reason: count}}`` counted from ``OUT/rejects``; ``n_pairs`` is
     None when there are no pairs yet (clips only, before recaption);
-    ``curate_clip_rejects`` counts the non-caption reject rows that carry a ``clip_id``.
+    ``curate_clip_rejects`` counts the non-caption reject rows that carry a ``clip_id``;
+    ``unclipped`` holds the rows among ``rejects`` past the probe that name no clip:
+    ``{"source": {stage: {reason: n}}}`` for sources that failed whole (a split that timed
+    out or crashed: no span) and ``{"footage": ...}`` for footage lost from a source that was
+    split (a truncated stream, a decode error: a span).
     """
     counts = manifest.get("counts") or {}
     unknown = tuple(s for s in rejects if s not in STAGES)
-    src_lost = _lost(rejects, SOURCE_STAGES)
+    failed = {s: dict(v) for s, v in (unclipped or {}).get("source", {}).items() if v}
+    footage = {s: dict(v) for s, v in (unclipped or {}).get("footage", {}).items() if v}
+    src_lost = {**_lost(rejects, SOURCE_STAGES), **failed}
     seen = counts.get("sources_seen")
     seen_from = "manifest"
     if seen is None:
@@ -90,12 +108,13 @@ def build_funnel(
     ok = counts.get("sources_ok")
     if ok is None and seen is not None:
         ok = int(seen) - _total(src_lost)
-    clip_lost = _lost(rejects, CLIP_STAGES + unknown)
+    clip_lost = _minus(_minus(_lost(rejects, CLIP_STAGES + unknown), failed), footage)
     span_lost = _lost(rejects, SPAN_STAGES)
     cut = n_clips + _total(clip_lost)
     steps: list[dict[str, Any]] = [
         {"name": "sources seen", "count": seen, "note": f"from the {seen_from}", "lost": src_lost},
-        {"name": "sources ok", "count": ok, "lost": {}},
+        {"name": "sources ok", "count": ok, "lost": footage,
+         "note": "footage lost before scene detection" if footage else ""},
         {"name": "scene spans", "count": cut + _total(span_lost),
          "note": "clip candidates found by scene detection", "lost": span_lost},
         {"name": "clips cut", "count": cut, "note": "encoded and scored", "lost": clip_lost},

@@ -85,6 +85,16 @@ def make_out(root: Path, with_pairs: bool = True, n_clips: int = 24) -> Path:
                         "end_s": 61.0 + j})  # fmt: skip
     rejects.append({"source_path": SOURCES[2], "source_id": "sid2", "clip_id": "dup0", "stage": "dedup",
                     "reason": "near_duplicate", "kept_clip_id": "clip002", "value": 3.0})  # fmt: skip
+    # past the probe, without a clip: a source whose split timed out (no span), footage lost
+    # from a source that was split (a span), and a clip that failed to encode
+    rejects += [
+        {"source_path": "/footage/hang.mp4", "source_id": "sid9", "stage": "clip",
+         "reason": "decode_timeout", "detail": "split took over 60 s"},
+        {"source_path": SOURCES[0], "source_id": "sid0", "stage": "clip", "reason": "truncated_stream",
+         "detail": "decoded 3.00s of 9.00s", "start_s": 3.0, "end_s": 9.0},
+        {"source_path": SOURCES[1], "source_id": "sid1", "clip_id": "enc0", "stage": "clip",
+         "reason": "encode_failed", "detail": "x264 error", "start_s": 70.0, "end_s": 71.0},
+    ]  # fmt: skip
     curate_rejects = list(rejects)
     write_table(
         rows_to_table(rejects, "rejects"), str(out / "rejects/part-00000.parquet"), "rejects"
@@ -118,7 +128,7 @@ def make_out(root: Path, with_pairs: bool = True, n_clips: int = 24) -> Path:
     manifest = {
         "run_id": "test-run-1", "created_at": "2025-01-01T00:00:00+00:00", "code_version": "0.1+gabc",
         "schema_version": "1", "config": {"short_side": 128, "scorers": {"aesthetic_model": "none"}},
-        "counts": {"sources_seen": 4, "sources_ok": 3, "sources_failed": 1, "clips_kept": n_clips,
+        "counts": {"sources_seen": 5, "sources_ok": 3, "sources_failed": 2, "clips_kept": n_clips,
                    "clips_rejected": sum(1 for r in curate_rejects if r.get("clip_id"))},
         "rejects_by_reason": by_reason,
     }  # fmt: skip
@@ -155,16 +165,23 @@ def test_funnel_and_reasons_equal_pyarrow_counts(built):
     steps = {s["name"]: s for s in rep["funnel"]["steps"]}
     assert steps["clips kept"]["count"] == clips.num_rows
     assert steps["captioned"]["count"] == pairs.num_rows
-    assert steps["sources seen"]["count"] == 4 and steps["sources ok"]["count"] == 3
+    assert steps["sources seen"]["count"] == 5 and steps["sources ok"]["count"] == 3
+    # a failed split is a failed source, lost footage is not a clip: clips cut = kept + the
+    # rejects that name a clip (the manifest's clips_rejected)
+    assert steps["sources seen"]["lost"] == {
+        "source": {"unreadable_source": 1},
+        "clip": {"decode_timeout": 1},
+    }
+    assert steps["sources ok"]["lost"] == {"clip": {"truncated_stream": 1}}
+    assert steps["clips cut"]["lost"]["clip"] == {"encode_failed": 1}
+    named = sum(1 for c, st in zip(rejects["clip_id"].to_pylist(), rejects["stage"].to_pylist(),
+                                   strict=True) if c is not None and st != "caption")  # fmt: skip
+    assert steps["clips cut"]["count"] == clips.num_rows + named
     expected: dict[str, dict[str, int]] = {}
     for s, r in zip(rejects["stage"].to_pylist(), rejects["reason"].to_pylist(), strict=True):
         expected.setdefault(s, {}).setdefault(r, 0)
         expected[s][r] += 1
     assert rep["rejects"]["by_stage"] == expected
-    clip_stage_lost = sum(
-        n for s in ("clip", "score", "filter", "dedup") for n in expected.get(s, {}).values()
-    )
-    assert steps["clips cut"]["count"] == clips.num_rows + clip_stage_lost
     assert steps["clips kept"]["lost"] == {"caption": expected["caption"]}
     assert rep["funnel"]["pending_caption"] == clips.num_rows - pairs.num_rows - 2
     assert rep["funnel"]["checks"] and all(c["ok"] for c in rep["funnel"]["checks"]), rep["funnel"][
