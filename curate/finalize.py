@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from curate.config import CurateConfig, config_dict
 from curate.manifest import build_manifest, read_manifest, rejects_by_reason, write_json_atomic
 from curate.sources import Source
-from schemas.tables import REJECTS, SOURCES
+from schemas.tables import CLIPS, REJECTS, SOURCES
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +190,7 @@ def finalize(
     for name in _OUTPUTS:
         shutil.rmtree(work / f"old-{name}", ignore_errors=True)
     shutil.rmtree(salvage, ignore_errors=True)
-    for f in sorted((out / "pairs").glob("*.parquet")):
-        _keep_clips(f, f, "pairs", kept_set)
+    _refresh_pairs(out, kept_set)
     manifest = build_manifest(
         run_id, config_dict(cfg), counts, rejects_by_reason(rej_rows),
         extra={"waves": len(waves), "rejects": len(rej_rows)},
@@ -245,3 +244,47 @@ def _keep_clips(src: Path, dst: Path, table: str, kept_ids: pa.Array) -> None:
             src.unlink()
         return
     commit_table(kept, dst, table)
+
+
+def _refresh_pairs(out: Path, kept_ids: pa.Array) -> None:
+    """recaption's pairs after a curate rerun: the rows of clips no longer kept dropped, and
+    every clip column but ``video`` taken from the new ``OUT/clips`` (a source renamed or
+    found under another path, scores of changed scorer settings: the clip_id is the same);
+    the caption and the video it was made from stay."""
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+
+    from schemas.validate import commit_table
+
+    files = sorted((out / "pairs").glob("*.parquet"))
+    if not files:
+        return
+    for f in files:
+        _keep_clips(f, f, "pairs", kept_ids)
+    files = [f for f in files if f.exists()]
+    wanted = set()
+    for f in files:
+        wanted.update(pq.read_table(f, columns=["clip_id"]).column("clip_id").to_pylist())
+    if not wanted:
+        return
+    names = [c for c in CLIPS.names if c != "video"]
+    clips = pads.dataset(str(out / "clips"), format="parquet")
+    fresh = clips.to_table(
+        columns=[c for c in names if c in clips.schema.names],
+        filter=pads.field("clip_id").isin(pa.array(sorted(wanted), pa.string())),
+    )
+    row = {cid: i for i, cid in enumerate(fresh.column("clip_id").to_pylist())}
+    for f in files:
+        tbl = pq.read_table(f)
+        new = fresh.take(pa.array([row[c] for c in tbl.column("clip_id").to_pylist()], pa.int64()))
+        changed = False
+        for name in new.column_names:
+            i = tbl.schema.get_field_index(name)
+            if name == "clip_id" or i < 0:
+                continue
+            col = new.column(name).cast(tbl.schema.field(name).type)
+            if not col.equals(tbl.column(name)):
+                tbl, changed = tbl.set_column(i, tbl.schema.field(name), col), True
+        if changed:
+            log.info("%s: clip columns refreshed from OUT/clips", f)
+            commit_table(tbl, f, "pairs")

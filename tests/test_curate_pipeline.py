@@ -325,6 +325,33 @@ def test_a_curate_rerun_keeps_recaption_outputs_of_kept_clips(ray_session, tmp_p
                                         "pending": kept}  # fmt: skip
 
 
+def test_pairs_follow_their_clip_when_its_source_is_renamed(ray_session, tmp_path, bikes_mp4):
+    """A source renamed between curate runs keeps its clip_ids (content hash): its pairs stay,
+    and name the new path as OUT/clips does, not the old one (now in no table)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from recaption.config import RecaptionConfig
+    from recaption.pipeline import run_recaption
+
+    footage, out, cfg = tmp_path / "in", tmp_path / "out", CurateConfig(short_side=64)
+    footage.mkdir()
+    old = footage / "bikes.mp4"
+    shutil.copy(bikes_mp4, old)
+    assert run_curate([str(footage)], out, cfg)["counts"]["clips_kept"] == 5
+    run_recaption(out, RecaptionConfig(), limit=2)
+    old.rename(footage / "renamed.mp4")
+    assert run_curate([str(footage)], out, cfg)["counts"]["clips_kept"] == 5
+    pairs = pa.concat_tables(pq.read_table(f) for f in sorted((out / "pairs").glob("*.parquet")))
+    clips = {r["clip_id"]: r for r in read(out, "clips")}
+    assert pairs.num_rows == 2
+    for p in pairs.to_pylist():
+        assert (
+            p["source_path"] == clips[p["clip_id"]]["source_path"] == str(footage / "renamed.mp4")
+        )
+        assert p["caption"] and p["motion"] == clips[p["clip_id"]]["motion"]
+
+
 def replace_cfg(cfg: CurateConfig, **kw) -> CurateConfig:
     from curate.config import replace
 
