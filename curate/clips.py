@@ -234,6 +234,7 @@ def split_source(
     last_slot = -1
     t0 = None
     i = -1
+    expected = float(info.get("duration_s") or 0.0)
     prev: np.ndarray | None = None  # the frame before this one
     timed = not set(str(info.get("_format") or "").split(",")) & UNTIMED_FORMATS
     try:
@@ -268,15 +269,17 @@ def split_source(
             for k in [k for k in buf if k < hold]:
                 del buf[k]
     except Exception as e:  # noqa: BLE001 - a mid-stream decode error keeps what came before
+        # the rest of the source is lost: from the end of the last frame decoded
+        start = planner.end_time(len(times)) if times else 0.0
         rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "decode_error",
-                     "detail": f"after frame {i}: {type(e).__name__}: {e}",
-                     "start_s": times[-1] if times else None})  # fmt: skip
-    decoded = (times[-1] - times[0] + 1.0 / src_fps) if times else 0.0
-    expected = float(info.get("duration_s") or 0.0)
+                     "detail": f"after frame {i}: {type(e).__name__}: {e}", "start_s": start,
+                     "end_s": expected if expected > start else None})  # fmt: skip
+    decoded = planner.end_time(len(times)) if times else 0.0
     cut_short = not rows or rows[-1].get("reason") != "decode_error"
-    if cut_short and expected - decoded > max(1.0, 0.05 * expected):
+    if cut_short and expected - decoded > max(1.0, 0.01 * expected):
         # the stream ended early without an error (a file cut short with its index up front):
-        # the footage after it is lost, and said so
+        # the footage after it is lost, and said so (within 1 s or 1%: the container's
+        # duration may count a longer audio track)
         rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "truncated_stream",
                      "detail": f"decoded {len(times)} frames, {decoded:.2f}s of the "
                                f"{expected:.2f}s the container declares",
