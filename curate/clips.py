@@ -71,23 +71,63 @@ def _frames_decord(path: str, w: int, h: int) -> Iterator[tuple[float, np.ndarra
             yield round(float(t), 6), f  # decord gives float32 seconds
 
 
-def _frames_pyav(path: str, w: int, h: int) -> Iterator[tuple[float, np.ndarray]]:
+def _frames_pyav(
+    path: str, w: int, h: int, errors: list[str] | None = None
+) -> Iterator[tuple[float, np.ndarray]]:
     """Frames of the first video stream (the one ``probe`` describes), times in seconds from
-    the first frame (as decord counts them; a stream may start at 10 s, an MPEG-TS at 0.17)."""
+    the stream's start (as decord counts them; a stream may start at 10 s, an MPEG-TS at 0.17).
+
+    A packet the decoder rejects (a damaged stretch of the file) is skipped and its error
+    appended to ``errors``; frames come again from the next key frame decoded after it,
+    those before it in display order dropped (built on the lost data: smeared or out of
+    order), so a damaged stretch costs at most the rest of its group of pictures. Without
+    ``errors`` it raises.
+    """
     import av
 
     with av.open(path, metadata_errors="ignore") as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        top = None
+        # the stream's clock at its start, so a damaged first stretch shifts no time after it
+        start = (
+            float(stream.start_time * stream.time_base)
+            if stream.start_time is not None and stream.time_base
+            else None
+        )
         t0 = None
-        for i, frame in enumerate(container.decode(stream)):
-            t = (
-                float(frame.time)
-                if frame.time is not None
-                else i / float(stream.average_rate or 25)
-            )
-            t0 = t if t0 is None else t0
-            yield round(t - t0, 6), frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+        i = 0
+        hurt = False  # a packet failed (``errors`` is the caller's: it may clear it)
+        damaged = False  # a packet failed, and no key frame has decoded since
+        clean_from = None  # the first whole frame's pts after a damaged stretch
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except (av.FFmpegError, ValueError) as e:
+                if errors is None:
+                    raise
+                errors.append(f"{type(e).__name__}: {e}")
+                hurt, damaged, clean_from = True, True, None
+                continue
+            if damaged and packet.is_keyframe and packet.pts is not None:
+                damaged, clean_from = False, packet.pts
+            for frame in frames:
+                t = (
+                    float(frame.time)
+                    if frame.time is not None
+                    else i / float(stream.average_rate or 25)
+                )
+                i += 1
+                if hurt and (
+                    damaged
+                    or (clean_from is not None and frame.pts is not None and frame.pts < clean_from)
+                    or (top is not None and t <= top)
+                ):
+                    continue  # built on the damaged stretch, or a stale frame from before it
+                t0 = (t if start is None else min(t, start)) if t0 is None else t0
+                top = t if top is None else max(top, t)
+                rgb = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+                yield round(t - t0, 6), rgb
 
 
 PYAV_FORMATS = frozenset({"mpegts", "mpeg", "flv"})
@@ -125,29 +165,37 @@ def choose_decoder(info: dict[str, Any], decoder: str) -> str:
 
 
 def decode_frames(
-    path: str, width: int, height: int, rotation: int, decoder: str
+    path: str,
+    width: int,
+    height: int,
+    rotation: int,
+    decoder: str,
+    errors: list[str] | None = None,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """(time in seconds, RGB frame) for every frame in order, as displayed: rotated by the
     stream's display matrix and resized to ``width`` x ``height`` (displayed orientation).
 
     decord rotates by itself and resizes after rotating; PyAV frames are resized in stored
-    orientation, then rotated here.
+    orientation, then rotated here. With ``errors`` given, a damaged stretch does not end the
+    stream: its error is appended there and the frames after it follow (decord hands over to
+    PyAV past its last frame; PyAV skips the packets it cannot decode).
     """
+    last = None
     if decoder == "decord":
         try:
-            it = _frames_decord(path, width, height)
-            first = next(it)
-        except StopIteration:
+            for t, frame in _frames_decord(path, width, height):
+                yield t, frame
+                last = t
             return
         except Exception as e:  # decord raises its own error types; PyAV is the fallback
-            log.debug("decord cannot read %s (%s); using PyAV", path, e)
-        else:
-            yield first
-            yield from it
-            return
+            if last is not None and errors is None:
+                raise
+            # PyAV goes on past the last frame (and reports what it cannot decode either)
+            log.debug("decord cannot read %s (%s); PyAV from %s s", path, e, last or 0)
     w, h = (height, width) if rotation in (90, 270) else (width, height)
-    for t, frame in _frames_pyav(path, w, h):
-        yield t, apply_rotation(frame, rotation)
+    for t, frame in _frames_pyav(path, w, h, errors):
+        if last is None or t > last + 1e-3:
+            yield t, apply_rotation(frame, rotation)
 
 
 def _scorers(cfg: CurateConfig):
@@ -237,9 +285,19 @@ def split_source(
     expected = float(info.get("duration_s") or 0.0)
     prev: np.ndarray | None = None  # the frame before this one
     timed = not set(str(info.get("_format") or "").split(",")) & UNTIMED_FORMATS
+    errors: list[str] = []  # the decoder's errors since the last frame (a damaged stretch)
+
+    def damaged(start: float, end: float | None, before: str) -> None:
+        rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "decode_error",
+                     "detail": f"{len(errors)} undecodable packet(s) {before}: {errors[0]}",
+                     "start_s": start, "end_s": end})  # fmt: skip
+        errors.clear()
+
     try:
-        frames_in = decode_frames(path, out_w, out_h, rot, choose_decoder(info, cfg.decoder))
+        decoder = choose_decoder(info, cfg.decoder)
+        frames_in = decode_frames(path, out_w, out_h, rot, decoder, errors)
         for i, (t, rgb) in enumerate(frames_in):
+            gap_start = planner.end_time(len(times)) if times else 0.0
             # bilinear, as PySceneDetect's own downscaling: INTER_AREA at a non-integer ratio
             # cost more than the detector itself (852x480 -> 256x144: 1.09 ms against 0.07 ms
             # per frame) and found the same cuts in the benchmark's footage
@@ -252,6 +310,9 @@ def split_source(
             # on the planner's timeline: a pause or a jump back in the timestamps is a cut
             t = planner.add_frame(mean_luma(bgr), t if timed else None)
             t0 = t if t0 is None else t0
+            if errors:  # a damaged stretch was skipped before this frame: lost, and a cut
+                damaged(gap_start, max(gap_start, t), f"before frame {i}")
+                planner.add_break(i)
             for c in detector.process_frame(FrameTimecode(i, fps=src_fps), bgr):
                 planner.add_cut(c.frame_num)
             slot = resample_slot(t, t0, out_fps, src_fps)
@@ -275,6 +336,8 @@ def split_source(
                      "detail": f"after frame {i}: {type(e).__name__}: {e}", "start_s": start,
                      "end_s": expected if expected > start else None})  # fmt: skip
     decoded = planner.end_time(len(times)) if times else 0.0
+    if errors:  # the damaged stretch ran to the end
+        damaged(decoded, expected if expected > decoded else None, f"after frame {i}")
     cut_short = not rows or rows[-1].get("reason") != "decode_error"
     if cut_short and expected - decoded > max(1.0, 0.01 * expected):
         # the stream ended early without an error (a file cut short with its index up front):

@@ -92,9 +92,12 @@ def probe(path: str) -> dict[str, Any]:
                 if packet.pts is not None and len(pts) < _VFR_PACKETS:
                     pts.append(int(packet.pts))
                 if first is None:
-                    for fr in packet.decode():
-                        first = fr
-                        break
+                    try:  # a damaged packet: the split skips it too, so look on
+                        for fr in packet.decode():
+                            first = fr
+                            break
+                    except (av.FFmpegError, ValueError) as e:
+                        err = f"{type(e).__name__}: {e}"
                 if first is not None and len(pts) >= _VFR_PACKETS:
                     break
                 if first is None and i >= _FIRST_FRAME_PACKETS:

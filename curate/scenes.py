@@ -82,7 +82,7 @@ class SpanPlanner:
         self.horizon = max(self.fade_max + 1, detector_lag(cfg, fps) + self.trim + 1) + 1
         self.luma: list[float] = []
         self.times: list[float] = []
-        self.pauses: set[int] = set()  # frames after a pause or a jump back in the timestamps
+        self.pauses: set[int] = set()  # frames after a pause, a jump back, a damaged stretch
         self._offset = 0.0  # added to the timestamps after a jump back
         self.mark = bytearray()
         self.boundary: set[int] = set()  # frames that start a new scene
@@ -150,9 +150,15 @@ class SpanPlanner:
             m = max(m, CUT)
         self.mark.append(m)
         if paused:
-            self.pauses.add(i)
-            self.add_cut(i)
+            self.add_break(i)
         return t
+
+    def add_break(self, frame: int) -> None:
+        """Frame ``frame`` does not follow on from the one before (a pause, a jump back, a
+        damaged stretch skipped): a cut, and the span before ends one period after its last
+        frame."""
+        self.pauses.add(frame)
+        self.add_cut(frame)
 
     def add_cut(self, frame: int) -> None:
         """A scene starts at ``frame``; frames within ``trim_frames`` of it are dropped."""

@@ -57,6 +57,15 @@ def write(path: Path, w: int, h: int, n: int, rate: int = 12, fmt: str | None = 
     return path
 
 
+def damage(src: Path, dst: Path, at: float = 0.5, n: int = 400) -> Path:
+    """A copy of ``src`` with ``n`` bytes scrambled at ``at`` of its length (a bad sector)."""
+    b = bytearray(src.read_bytes())
+    k = int(len(b) * at)
+    b[k : k + n] = bytes((x * 7 + 13) % 256 for x in b[k : k + n])
+    dst.write_bytes(bytes(b))
+    return dst
+
+
 def write_offset(path: Path, w: int, h: int, n: int, start_s: float, rate: int = 12) -> Path:
     """A video whose first frame is shown at ``start_s`` (timestamps not starting at 0)."""
     tb = Fraction(1, rate * 100)

@@ -254,6 +254,30 @@ def test_timestamps_that_mislead_a_decoder(tmp_path):
     assert choose_decoder({**info, "_start_s": 0.0}, "decord") == "decord"
 
 
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
+@pytest.mark.parametrize("at", [0.05, 0.5])
+def test_a_damaged_stretch_costs_its_group_of_pictures_not_the_rest(tmp_path, decoder, at):
+    """Scrambled bytes in a file with a key frame each second ended the split at the first bad
+    packet (the rest of the file lost) with a row overlapping the last clip. Now the bad packets are a
+    decode_error row from the end of the last good frame to the next whole key frame, the clips
+    after it hold the frames shown at their times (no smeared frame built on the lost data),
+    and no row overlaps another."""
+    from oddvideo import damage, frame_index, write
+
+    full = write(tmp_path / "gop.mp4", 64, 48, 240, options={
+                 "g": "12", "keyint_min": "12", "sc_threshold": "0", "x264-params": "mbtree=0"})  # fmt: skip
+    info, rows, clips = _clips(damage(full, tmp_path / "bad.mp4", at), decoder=decoder, fps=12)
+    [bad] = [r for r in rows if r.get("reason") == "decode_error"]
+    assert "undecodable packet" in bad["detail"]
+    assert 0 <= bad["start_s"] < bad["end_s"] < info["duration_s"]
+    assert any(r["start_s"] >= bad["end_s"] for r, _ in clips)  # footage after it is kept
+    for row, frames in clips:
+        first = round(row["start_s"] * 12)
+        assert [frame_index(f) for f in frames] == [(first + k) % 128 for k in range(len(frames))]
+    spans = sorted((r["start_s"], r["end_s"]) for r in rows if r.get("end_s") is not None)
+    assert all(a[1] <= b[0] + 1e-6 for a, b in zip(spans, spans[1:], strict=False)), spans
+
+
 def test_a_stream_cut_short_without_an_error_is_reported(tmp_path):
     """A faststart MP4 cut in half decodes to the cut without an error: the rest is a
     truncated_stream reject, not silently missing footage."""
