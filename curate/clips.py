@@ -286,6 +286,7 @@ def split_source(
     prev: np.ndarray | None = None  # the frame before this one
     timed = not set(str(info.get("_format") or "").split(",")) & UNTIMED_FORMATS
     errors: list[str] = []  # the decoder's errors since the last frame (a damaged stretch)
+    lost_tail = False  # decoding ended in an error: the rest has its decode_error row
 
     def damaged(start: float, end: float | None, before: str) -> None:
         rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "decode_error",
@@ -335,11 +336,12 @@ def split_source(
         rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "decode_error",
                      "detail": f"after frame {i}: {type(e).__name__}: {e}", "start_s": start,
                      "end_s": expected if expected > start else None})  # fmt: skip
+        lost_tail = True
     decoded = planner.end_time(len(times)) if times else 0.0
     if errors:  # the damaged stretch ran to the end
         damaged(decoded, expected if expected > decoded else None, f"after frame {i}")
-    cut_short = not rows or rows[-1].get("reason") != "decode_error"
-    if cut_short and expected - decoded > max(1.0, 0.01 * expected):
+        lost_tail = True
+    if not lost_tail and expected - decoded > max(1.0, 0.01 * expected):
         # the stream ended early without an error (a file cut short with its index up front):
         # the footage after it is lost, and said so (within 1 s or 1%: the container's
         # duration may count a longer audio track)
