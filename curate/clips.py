@@ -72,7 +72,7 @@ def _frames_decord(path: str, w: int, h: int) -> Iterator[tuple[float, np.ndarra
 
 
 def _frames_pyav(
-    path: str, w: int, h: int, errors: list[str] | None = None
+    path: str, w: int, h: int, errors: list[str] | None = None, untimed: bool = False
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Frames of the first video stream (the one ``probe`` describes), times in seconds from
     the stream's start (as decord counts them; a stream may start at 10 s, an MPEG-TS at 0.17).
@@ -80,8 +80,10 @@ def _frames_pyav(
     A packet the decoder rejects (a damaged stretch of the file) is skipped and its error
     appended to ``errors``; frames come again from the next key frame decoded after it,
     those before it in display order dropped (built on the lost data: smeared or out of
-    order), so a damaged stretch costs at most the rest of its group of pictures. Without
-    ``errors`` it raises.
+    order), so a damaged stretch costs at most the rest of its group of pictures; frames the
+    decoder never returns at the end (an error swallowed at the flush) are an error too.
+    Without ``errors`` it raises. ``untimed``: frame times are positions over the rate, not
+    the container's (and a damaged packet raises: nothing places the frames after it).
     """
     import av
 
@@ -96,7 +98,8 @@ def _frames_pyav(
             else None
         )
         t0 = None
-        i = 0
+        i = 0  # frames decoded
+        sent = 0  # packets decoded whole, each of which should give a frame
         hurt = False  # a packet failed (``errors`` is the caller's: it may clear it)
         damaged = False  # a packet failed, and no key frame has decoded since
         clean_from = None  # the first whole frame's pts after a damaged stretch
@@ -104,20 +107,22 @@ def _frames_pyav(
             try:
                 frames = packet.decode()
             except (av.FFmpegError, ValueError) as e:
-                if errors is None:
+                if errors is None or untimed:  # untimed: no clock to place what comes after
                     raise
                 errors.append(f"{type(e).__name__}: {e}")
                 hurt, damaged, clean_from = True, True, None
                 continue
+            sent += packet.size > 0 and not packet.is_discard
             if damaged and packet.is_keyframe and packet.pts is not None:
                 damaged, clean_from = False, packet.pts
             for frame in frames:
                 t = (
                     float(frame.time)
-                    if frame.time is not None
+                    if frame.time is not None and not untimed
                     else i / float(stream.average_rate or 25)
                 )
                 i += 1
+                sent -= 1
                 if hurt and (
                     damaged
                     or (clean_from is not None and frame.pts is not None and frame.pts < clean_from)
@@ -128,6 +133,12 @@ def _frames_pyav(
                 top = t if top is None else max(top, t)
                 rgb = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
                 yield round(t - t0, 6), rgb
+        if sent > 0 and not hurt:  # (after a damaged stretch, frames without references)
+            msg = f"{sent} frame(s) the decoder never returned at the end"
+            if errors is None:
+                log.warning("%s: %s", path, msg)
+            else:
+                errors.append(msg)
 
 
 PYAV_FORMATS = frozenset({"mpegts", "mpeg", "flv"})
@@ -136,8 +147,9 @@ returned frames from the wrong place (an MPEG-TS clip started 16-32 frames late)
 
 
 UNTIMED_FORMATS = frozenset({"avi"})
-"""Containers whose frame times are not to be trusted (AVI has none: the decoders' guesses
-jumped back and forth with B-frames, or came out near -3.7e17 s): frames count at the rate."""
+"""Containers whose frame times are not to be trusted (AVI has none: PyAV's guesses jumped back
+and forth with B-frames, decord's came out near -3.7e17 s): decoded with PyAV, frames counted
+at the rate."""
 
 DECORD_MAX_S = 2048.0
 """decord gives float32 seconds, computed from the stream's own clock: past this (a long file,
@@ -149,13 +161,13 @@ def choose_decoder(info: dict[str, Any], decoder: str) -> str:
     """``decoder``, or ``pyav`` where decord would read the wrong frames or times: a container
     without a seek index, more than one video stream (decord picks its own, not the probed
     one), timestamps before 0 (an edit list trims the start: decord returns the trimmed frames'
-    times against other frames) or past ``DECORD_MAX_S``."""
+    times against other frames) or past ``DECORD_MAX_S``, or none (``UNTIMED_FORMATS``)."""
     if decoder != "decord":
         return decoder
     formats = set(str(info.get("_format") or "").split(","))
     start = float(info.get("_start_s") or 0.0)
     if (
-        formats & PYAV_FORMATS
+        formats & (PYAV_FORMATS | UNTIMED_FORMATS)
         or int(info.get("_video_streams") or 1) > 1
         or start < 0
         or start + float(info.get("duration_s") or 0.0) > DECORD_MAX_S
@@ -171,6 +183,7 @@ def decode_frames(
     rotation: int,
     decoder: str,
     errors: list[str] | None = None,
+    untimed: bool = False,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """(time in seconds, RGB frame) for every frame in order, as displayed: rotated by the
     stream's display matrix and resized to ``width`` x ``height`` (displayed orientation).
@@ -193,7 +206,7 @@ def decode_frames(
             # PyAV goes on past the last frame (and reports what it cannot decode either)
             log.debug("decord cannot read %s (%s); PyAV from %s s", path, e, last or 0)
     w, h = (height, width) if rotation in (90, 270) else (width, height)
-    for t, frame in _frames_pyav(path, w, h, errors):
+    for t, frame in _frames_pyav(path, w, h, errors, untimed):
         if last is None or t > last + 1e-3:
             yield t, apply_rotation(frame, rotation)
 
@@ -284,7 +297,7 @@ def split_source(
     i = -1
     expected = float(info.get("duration_s") or 0.0)
     prev: np.ndarray | None = None  # the frame before this one
-    timed = not set(str(info.get("_format") or "").split(",")) & UNTIMED_FORMATS
+    untimed = bool(set(str(info.get("_format") or "").split(",")) & UNTIMED_FORMATS)
     errors: list[str] = []  # the decoder's errors since the last frame (a damaged stretch)
     lost_tail = False  # decoding ended in an error: the rest has its decode_error row
 
@@ -296,7 +309,7 @@ def split_source(
 
     try:
         decoder = choose_decoder(info, cfg.decoder)
-        frames_in = decode_frames(path, out_w, out_h, rot, decoder, errors)
+        frames_in = decode_frames(path, out_w, out_h, rot, decoder, errors, untimed)
         for i, (t, rgb) in enumerate(frames_in):
             gap_start = planner.end_time(len(times)) if times else 0.0
             # bilinear, as PySceneDetect's own downscaling: INTER_AREA at a non-integer ratio
@@ -309,11 +322,16 @@ def split_source(
             )
             bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
             # on the planner's timeline: a pause or a jump back in the timestamps is a cut
-            t = planner.add_frame(mean_luma(bgr), t if timed else None)
+            t = planner.add_frame(mean_luma(bgr), t)
             t0 = t if t0 is None else t0
             if errors:  # a damaged stretch was skipped before this frame: lost, and a cut
                 damaged(gap_start, max(gap_start, t), f"before frame {i}")
                 planner.add_break(i)
+            elif i in planner.pauses and t - gap_start > 1e-3:  # no frame for a while: a cut
+                rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "timestamp_gap",
+                             "detail": f"no frame for {t - gap_start:.2f}s (a paused recording, "
+                                       "or a stretch the demuxer dropped)",
+                             "start_s": gap_start, "end_s": t})  # fmt: skip
             for c in detector.process_frame(FrameTimecode(i, fps=src_fps), bgr):
                 planner.add_cut(c.frame_num)
             slot = resample_slot(t, t0, out_fps, src_fps)
@@ -333,21 +351,30 @@ def split_source(
     except Exception as e:  # noqa: BLE001 - a mid-stream decode error keeps what came before
         # the rest of the source is lost: from the end of the last frame decoded
         start = planner.end_time(len(times)) if times else 0.0
-        rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "decode_error",
-                     "detail": f"after frame {i}: {type(e).__name__}: {e}", "start_s": start,
-                     "end_s": expected if expected > start else None})  # fmt: skip
+        before = f"{len(errors)} undecodable packet(s), then " if errors else ""
+        errors.clear()
+        if times and expected and start >= expected - 1.0 / src_fps:  # nothing was left
+            log.warning("%s: decoder error after its last frame: %s", source_path, e)
+        else:
+            rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "decode_error",
+                         "detail": f"{before}after frame {i}: {type(e).__name__}: {e}",
+                         "start_s": start, "end_s": expected if expected > start else None})  # fmt: skip
         lost_tail = True
     decoded = planner.end_time(len(times)) if times else 0.0
-    if errors:  # the damaged stretch ran to the end
+    # the stream ended early (a file cut short with its index up front): the footage after it
+    # is lost, and said so (within 1 s or 1%: the container's duration may count a longer
+    # audio track)
+    short = not lost_tail and expected - decoded > max(1.0, 0.01 * expected)
+    note = ""
+    if errors and short:  # the decoder's errors at the cut go with the truncation
+        note = f"; then {len(errors)} decoder error(s): {errors[0]}"
+        errors.clear()
+    elif errors:  # the damaged stretch ran to the end
         damaged(decoded, expected if expected > decoded else None, f"after frame {i}")
-        lost_tail = True
-    if not lost_tail and expected - decoded > max(1.0, 0.01 * expected):
-        # the stream ended early without an error (a file cut short with its index up front):
-        # the footage after it is lost, and said so (within 1 s or 1%: the container's
-        # duration may count a longer audio track)
+    if short:
         rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "truncated_stream",
                      "detail": f"decoded {len(times)} frames, {decoded:.2f}s of the "
-                               f"{expected:.2f}s the container declares",
+                               f"{expected:.2f}s the container declares{note}",
                      "start_s": decoded, "end_s": expected})  # fmt: skip
     if times:
         for c in detector.post_process(FrameTimecode(len(times) - 1, fps=src_fps)) or []:

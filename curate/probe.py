@@ -19,6 +19,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 _FIRST_FRAME_PACKETS = 64  # packets demuxed while looking for the first decodable frame
+_DAMAGED_FIRST_PACKETS = 1200  # the same after a damaged packet (the next key frame: x264's 250)
 _VFR_PACKETS = 120  # packets whose timestamps decide whether the frame rate varies
 
 
@@ -100,7 +101,7 @@ def probe(path: str) -> dict[str, Any]:
                         err = f"{type(e).__name__}: {e}"
                 if first is not None and len(pts) >= _VFR_PACKETS:
                     break
-                if first is None and i >= _FIRST_FRAME_PACKETS:
+                if first is None and i >= (_DAMAGED_FIRST_PACKETS if err else _FIRST_FRAME_PACKETS):
                     break
         except (av.FFmpegError, ValueError) as e:
             err = f"{type(e).__name__}: {e}"

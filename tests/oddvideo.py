@@ -32,12 +32,15 @@ def frame_index(g: np.ndarray) -> int:
 
 def write(path: Path, w: int, h: int, n: int, rate: int = 12, fmt: str | None = None,
           sar: Fraction | None = None, options: dict | None = None,
-          second: tuple[int, int] | None = None) -> Path:  # fmt: skip
-    """H.264 video of ``n`` pattern frames; ``second``: a second video stream of noise."""
+          second: tuple[int, int] | None = None, x264: dict | None = None) -> Path:  # fmt: skip
+    """H.264 video of ``n`` pattern frames; ``options``: the muxer's, ``x264``: the encoder's;
+    ``second``: a second video stream of noise."""
     rng = np.random.default_rng(0)
     with av.open(str(path), "w", format=fmt, options=options or {}) as c:
         s = c.add_stream("libx264", rate=rate)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        if x264:
+            s.options = x264
         if sar:
             s.codec_context.sample_aspect_ratio = sar
         s2 = None

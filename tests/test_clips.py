@@ -187,13 +187,19 @@ def test_variable_frame_rate_clips_play_at_their_real_speed(tmp_path, decoder):
 
 def test_a_pause_in_the_timestamps_is_a_cut(tmp_path):
     """Two takes spliced with 5 s between them: no clip holds the pause (as one frame held for
-    60 slots), the clip before it ends at its last frame."""
+    60 slots), the clip before it ends at its last frame, and the pause is a row of its own
+    (a paused recording or a stretch the demuxer dropped: the timeline stays accounted for)."""
     from oddvideo import frame_index, write_timed
 
     times = [i / 12 for i in range(24)] + [7 + i / 12 for i in range(24)]
     _, rows, clips = _clips(write_timed(tmp_path / "pause.mp4", 96, 64, times, rate=12),
                             fps=12, min_seconds=1.0, max_seconds=4.0, trim_frames=0)  # fmt: skip
-    assert [r["_kind"] for r in rows] == ["clip", "clip"], rows
+    [gap] = [r for r in rows if r["_kind"] == "reject"]
+    assert (gap["reason"], gap["start_s"], gap["end_s"]) == (
+        "timestamp_gap",
+        pytest.approx(2.0),
+        7.0,
+    )
     assert [[frame_index(f) for f in frames] for _, frames in clips] == [
         list(range(24)),
         list(range(24, 48)),
@@ -242,7 +248,7 @@ def test_timestamps_that_mislead_a_decoder(tmp_path):
         _, rows, clips = _clips(avi, decoder=decoder, fps=12, max_seconds=4.0, **no_detector)
         [(row, frames)] = clips
         assert [frame_index(f) for f in frames] == list(range(48)), decoder
-        assert (row["start_s"], row["end_s"]) == (0.0, 4.0), decoder
+        assert (row["start_s"], row["end_s"]) == (0.0, pytest.approx(4.0)), decoder
 
     trimmed = write_timed(tmp_path / "trim.mp4", 64, 48, [i / 12 - 0.5 for i in range(36)], rate=12)
     info = probe(str(trimmed))
@@ -264,8 +270,8 @@ def test_a_damaged_stretch_costs_its_group_of_pictures_not_the_rest(tmp_path, de
     and no row overlaps another."""
     from oddvideo import damage, frame_index, write
 
-    full = write(tmp_path / "gop.mp4", 64, 48, 240, options={
-                 "g": "12", "keyint_min": "12", "sc_threshold": "0", "x264-params": "mbtree=0"})  # fmt: skip
+    full = write(tmp_path / "gop.mp4", 64, 48, 240,
+                 x264={"g": "12", "keyint_min": "12", "sc_threshold": "0", "x264-params": "mbtree=0"})  # fmt: skip
     info, rows, clips = _clips(damage(full, tmp_path / "bad.mp4", at), decoder=decoder, fps=12)
     [bad] = [r for r in rows if r.get("reason") == "decode_error"]
     assert "undecodable packet" in bad["detail"]
@@ -276,6 +282,36 @@ def test_a_damaged_stretch_costs_its_group_of_pictures_not_the_rest(tmp_path, de
         assert [frame_index(f) for f in frames] == [(first + k) % 128 for k in range(len(frames))]
     spans = sorted((r["start_s"], r["end_s"]) for r in rows if r.get("end_s") is not None)
     assert all(a[1] <= b[0] + 1e-6 for a, b in zip(spans, spans[1:], strict=False)), spans
+
+
+def test_damage_at_the_end_or_in_an_untimed_file_is_reported(tmp_path):
+    """A damaged last packet: its error was swallowed in the decoder's flush and the last
+    frames vanished without a row. A damaged AVI (no clock to place frames after the damage)
+    gave the later clips wrong times: the rest of it is one decode_error row now."""
+    import av
+    from oddvideo import frame_index, write
+
+    full = write(tmp_path / "m.mp4", 64, 48, 120, x264={"g": "12", "bf": "2"})
+    with av.open(str(full)) as c:
+        last = [p.pos for p in c.demux(c.streams.video[0]) if p.size][-1]
+    b = bytearray(full.read_bytes())
+    b[last : last + 8] = bytes((x * 7 + 13) % 256 for x in b[last : last + 8])
+    bad = tmp_path / "tail.mp4"
+    bad.write_bytes(bytes(b))
+    info, rows, clips = _clips(bad, decoder="pyav", fps=12)
+    [lost] = [r for r in rows if r["_kind"] == "reject" and r["stage"] == "clip"]
+    assert lost["reason"] == "decode_error" and lost["end_s"] == info["duration_s"] == 10.0
+    assert max(r["end_s"] for r, _ in clips) <= lost["start_s"] + 1e-6 < 10.0
+
+    avi = write(tmp_path / "a.avi", 64, 48, 120, fmt="avi")
+    from oddvideo import damage
+
+    info, rows, clips = _clips(damage(avi, tmp_path / "bad.avi", 0.5, 300), fps=12)
+    [lost] = [r for r in rows if r.get("reason") == "decode_error"]
+    assert lost["end_s"] == info["duration_s"] and lost["start_s"] > 0
+    for row, frames in clips:
+        first = round(row["start_s"] * 12)
+        assert [frame_index(f) for f in frames] == [(first + k) % 128 for k in range(len(frames))]
 
 
 def test_a_stream_cut_short_without_an_error_is_reported(tmp_path):

@@ -133,3 +133,20 @@ def test_isolated_child_start_is_not_counted_against_the_call(tmp_path, monkeypa
     broken = IsolatedRunner(preload=("no_such_module_here",), start_timeout=60)
     with pytest.raises(DecoderCrashed, match="did not start"):
         broken.call(sum, [1], timeout=60)
+
+
+def test_a_damaged_first_packet_is_looked_past(tmp_path):
+    """The first key frame damaged and the next 250 frames away (x264's default): the probe
+    gave up after 64 packets and the whole source failed; the split keeps what follows."""
+    import av
+    from oddvideo import write
+
+    full = write(tmp_path / "k.mp4", 64, 48, 300, x264={"sc_threshold": "0"})
+    with av.open(str(full)) as c:
+        first = next(p for p in c.demux(c.streams.video[0]) if p.size)
+    b = bytearray(full.read_bytes())
+    b[first.pos : first.pos + 40] = bytes((x * 7 + 13) % 256 for x in b[first.pos : first.pos + 40])
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(b))
+    info = probe(str(bad))
+    assert (info["width"], info["height"], info["duration_s"]) == (64, 48, 25.0)
