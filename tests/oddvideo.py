@@ -60,11 +60,13 @@ def write(path: Path, w: int, h: int, n: int, rate: int = 12, fmt: str | None = 
     return path
 
 
-def damage(src: Path, dst: Path, at: float = 0.5, n: int = 400) -> Path:
-    """A copy of ``src`` with ``n`` bytes scrambled at ``at`` of its length (a bad sector)."""
+def damage_packet(src: Path, dst: Path, index: int) -> Path:
+    """A copy of ``src`` whose ``index``-th video packet (in file order; -1: the last) has its
+    first 8 bytes scrambled: the decoder rejects it (an invalid NAL unit size)."""
+    with av.open(str(src)) as c:
+        pos = [p.pos for p in c.demux(c.streams.video[0]) if p.size][index]
     b = bytearray(src.read_bytes())
-    k = int(len(b) * at)
-    b[k : k + n] = bytes((x * 7 + 13) % 256 for x in b[k : k + n])
+    b[pos : pos + 8] = bytes((x * 7 + 13) % 256 for x in b[pos : pos + 8])
     dst.write_bytes(bytes(b))
     return dst
 
