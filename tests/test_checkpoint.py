@@ -134,6 +134,27 @@ def test_load_for_generation_uses_ema_weights(tmp_path):
         load_for_generation(tmp_path / "empty")
 
 
+def test_generation_loads_the_checkpoint_training_goes_on_from(tmp_path):
+    """A worker died mid-report after writing step 1000; training went on from its registered
+    step 900 checkpoint (Ray's snapshot) and stopped at 950. generate loaded the abandoned step
+    1000 (the highest step on disk); it loads what training resumes from now."""
+    import json
+
+    model, ema, _ = trained()
+    run = tmp_path / "run"
+    for step, name in ((1000, "checkpoint_orphan"), (900, "checkpoint_a"), (950, "checkpoint_b")):
+        save_checkpoint(
+            run / name, model, ema, None, make_state(step, model.config, with_rng=False)
+        )
+    (run / "checkpoint_manager_snapshot.json").write_text(
+        json.dumps({"latest_checkpoint_result": {"checkpoint_dir_name": "checkpoint_b"}})
+    )
+    _, state = load_for_generation(run)
+    assert state["step"] == 950 and state["checkpoint_dir"] == str(run / "checkpoint_b")
+    (run / "checkpoint_manager_snapshot.json").unlink()  # no snapshot: the highest step
+    assert load_for_generation(run)[1]["step"] == 1000
+
+
 def test_missing_optimizer_is_a_clear_error(tmp_path):
     model, ema, opt = trained()
     save_checkpoint(tmp_path / "c", model, ema, None, make_state(0, CFG, with_rng=False))

@@ -16,9 +16,11 @@ A checkpoint directory holds
   ``make_state(...)`` builds this dict; extra keys are kept as they are.
 
 Ray Train V2 stores reported checkpoints as ``RUN/.../checkpoint_*`` directories;
-``find_latest`` finds the newest complete one (highest ``step``) anywhere under a run dir.
+``find_latest`` finds the newest complete one (highest ``step``) anywhere under a run dir;
+``latest_checkpoint`` the one Ray Train resumes from (its checkpoint manager's latest), which
+is also what ``spacetime generate`` loads.
 
-Public API: ``save_checkpoint``, ``load_checkpoint``, ``find_latest``,
+Public API: ``save_checkpoint``, ``load_checkpoint``, ``find_latest``, ``latest_checkpoint``,
 ``load_for_generation``, ``make_state``, ``rng_state``, ``set_rng_state``.
 """
 
@@ -232,6 +234,23 @@ def find_latest(run_dir: str | Path) -> Path | None:
     return best[0].parent
 
 
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint Ray Train resumes from: the latest one in Ray's checkpoint-manager
+    snapshot under ``run_dir`` (a checkpoint dir written but never registered, e.g. by a
+    worker that died mid-report, is not used), else ``find_latest(run_dir)``."""
+    run = Path(run_dir)
+    snap = run / "checkpoint_manager_snapshot.json"
+    if snap.exists():
+        try:
+            latest = json.loads(snap.read_text()).get("latest_checkpoint_result") or {}
+            d = run / str(latest.get("checkpoint_dir_name", ""))
+            if latest and (d / "state.json").exists():
+                return d
+        except (OSError, ValueError) as e:
+            log.warning("unreadable %s (%s); looking for checkpoints directly", snap, e)
+    return find_latest(run)
+
+
 def load_for_generation(
     run_dir: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[DiT, dict[str, Any]]:
@@ -240,7 +259,7 @@ def load_for_generation(
     ``run_dir`` may be a run directory (the latest checkpoint is used) or a checkpoint dir.
     Returns ``(model in eval mode, state)``.
     """
-    ckpt = find_latest(run_dir)
+    ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
         raise FileNotFoundError(
             f"no checkpoint under {run_dir} (looked for */{STATE_FILE}); train first: "

@@ -296,7 +296,7 @@ def generate_cli(args: argparse.Namespace) -> int:
 def _state_only(run_dir) -> tuple[Path, dict]:
     import json
 
-    from train.checkpoint import STATE_FILE, find_latest
+    from train.checkpoint import STATE_FILE, latest_checkpoint
 
-    ckpt = find_latest(run_dir)
+    ckpt = latest_checkpoint(run_dir)
     return ckpt, json.loads((ckpt / STATE_FILE).read_text())

@@ -43,7 +43,7 @@ from train.augment import MIRROR, REVERSE
 from train.checkpoint import (
     EMA_FILE,
     OPTIM_FILE,
-    find_latest,
+    latest_checkpoint,
     load_checkpoint,
     make_state,
     save_checkpoint,
@@ -70,23 +70,6 @@ T_BINS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 # --------------------------------------------------------------------------- driver
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint Ray Train resumes from: the latest one in Ray's checkpoint-manager
-    snapshot under ``run_dir`` (a checkpoint dir written but never registered, e.g. by a
-    worker that died mid-report, is not used), else ``find_latest(run_dir)``."""
-    run = Path(run_dir)
-    snap = run / "checkpoint_manager_snapshot.json"
-    if snap.exists():
-        try:
-            latest = json.loads(snap.read_text()).get("latest_checkpoint_result") or {}
-            d = run / str(latest.get("checkpoint_dir_name", ""))
-            if latest and (d / "state.json").exists():
-                return d
-        except (OSError, ValueError) as e:
-            log.warning("unreadable %s (%s); looking for checkpoints directly", snap, e)
-    return find_latest(run)
 
 
 def data_position(run_dir: str | Path) -> tuple[int, int, Path | None]:
