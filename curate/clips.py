@@ -126,11 +126,12 @@ def _frames_pyav(
                 if hurt and (
                     damaged
                     or (clean_from is not None and frame.pts is not None and frame.pts < clean_from)
-                    or (top is not None and t <= top)
+                    or (top is not None and top - STALE_S < t <= top)
                 ):
                     continue  # built on the damaged stretch, or a stale frame from before it
+                clean_from = None  # the key frame is out: what precedes it in display order too
                 t0 = (t if start is None else min(t, start)) if t0 is None else t0
-                top = t if top is None else max(top, t)
+                top = t  # later than the last, or a restarted clock
                 rgb = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
                 yield round(t - t0, 6), rgb
         if sent > 0 and not hurt:  # (after a damaged stretch, frames without references)
@@ -140,6 +141,11 @@ def _frames_pyav(
             else:
                 errors.append(msg)
 
+
+STALE_S = 1.0
+"""After a damaged stretch, a frame up to this much before the latest one shown is a stale
+frame from the decoder's reorder queue and is dropped; further back, the clock restarted (two
+takes joined) and the frame is kept (the split makes it a cut)."""
 
 PYAV_FORMATS = frozenset({"mpegts", "mpeg", "flv"})
 """Containers decoded with PyAV whatever ``decoder`` says: without a seek index, decord

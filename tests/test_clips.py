@@ -307,6 +307,66 @@ def test_damage_at_the_end_or_in_an_untimed_file_is_reported(tmp_path):
         assert [frame_index(f) for f in frames] == [(first + k) % 128 for k in range(len(frames))]
 
 
+def test_a_clock_restart_after_damage_keeps_the_second_take(tmp_path, monkeypatch):
+    """Two MPEG-TS takes joined, a packet of the first one damaged: once a packet had failed,
+    every frame timed before the latest one was dropped as stale, so the whole second take
+    (its clock restarting at 0) was lost without a row. A bad packet is simulated (a real TS
+    demuxer drops damaged packets silently)."""
+    import av
+    from oddvideo import frame_index, write_timed
+
+    take = [i / 12 for i in range(36)]
+    a = write_timed(tmp_path / "a.ts", 64, 48, take, rate=12, fmt="mpegts")
+    b = write_timed(tmp_path / "b.ts", 64, 48, take, rate=12, fmt="mpegts", first=36)
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(a.read_bytes() + b.read_bytes())
+    info = probe(str(joined))
+    real_open = av.open
+
+    class Packet:
+        def __init__(self, packet, bad):
+            self.packet, self.bad = packet, bad
+
+        def __getattr__(self, name):
+            return getattr(self.packet, name)
+
+        def decode(self):
+            if self.bad:
+                raise av.InvalidDataError(1094995529, "simulated bad packet")
+            return self.packet.decode()
+
+    class Container:
+        def __init__(self, c):
+            self.c, self.n = c, 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.c.close()
+
+        def __getattr__(self, name):
+            return getattr(self.c, name)
+
+        def demux(self, *a):
+            for p in self.c.demux(*a):
+                self.n += 1
+                yield Packet(p, self.n == 20)
+
+    monkeypatch.setattr(av, "open", lambda *a, **k: Container(real_open(*a, **k)))
+    cfg = CurateConfig(short_side=64, fps=12, decoder="pyav", detector="content",
+                       content_threshold=255.0, trim_frames=0, max_seconds=3.0)  # fmt: skip
+    rows = split_source(str(joined), "s", str(joined), info, cfg)
+    # take one's 4 frames after the damage are too short for a clip
+    assert [r["reason"] for r in rows if r["_kind"] == "reject"] == [
+        "decode_error",
+        "scene_too_short",
+    ]
+    second = [frame_index(f) for r in rows if r["_kind"] == "clip" and r["start_s"] >= 3.0
+              for f in decode_mp4(r["video"])]  # fmt: skip
+    assert second == list(range(36, 72))
+
+
 def test_a_stream_cut_short_without_an_error_is_reported(tmp_path):
     """A faststart MP4 cut in half decodes to the cut without an error: the rest is a
     truncated_stream reject, not silently missing footage."""
