@@ -98,8 +98,8 @@ def reject_summary(fs, files: list[str], cats, cfg: ReportConfig) -> dict:
     from ray.data.aggregate import Count, Max, Mean, Min
 
     if not files:
-        return {"by_stage": {}, "clip_level": 0, "unclipped": {}, "by_source": {}, "values": [],
-                "bias": {}}  # fmt: skip
+        return {"by_stage": {}, "clip_level": 0, "unclipped": {}, "clips_by_source": {},
+                "by_source": {}, "values": [], "bias": {}}  # fmt: skip
     names = stats.common_schema(fs, files).names
     cols = [
         c
@@ -120,7 +120,8 @@ def reject_summary(fs, files: list[str], cats, cfg: ReportConfig) -> dict:
                 out[k] = out.get(k, 0.0) + 1
             if has_clip[i]:
                 if s not in funnel.CAPTION_STAGES:
-                    out[key("clip")] = out.get(key("clip"), 0.0) + 1
+                    for k in (key("clip"), key("srcclip", p)):
+                        out[k] = out.get(k, 0.0) + 1
             elif s in funnel.CLIP_STAGES:  # no clip: a source failed whole, or footage lost
                 k = key("nc", "footage" if has_span[i] else "source", s, r)
                 out[k] = out.get(k, 0.0) + 1
@@ -134,8 +135,11 @@ def reject_summary(fs, files: list[str], cats, cfg: ReportConfig) -> dict:
     by_stage: dict[str, dict[str, int]] = {}
     by_source: dict[str, dict[str, int]] = {}
     unclipped: dict[str, dict[str, dict[str, int]]] = {}
+    clips_by_source: dict[str, int] = {}
     for k, n in counts.items():
         parts = split_key(k)
+        if parts[0] == "srcclip":
+            clips_by_source[parts[1]] = int(n)
         if parts[0] == "sr":
             by_stage.setdefault(parts[1], {})[parts[2]] = int(n)
         elif parts[0] == "nc":
@@ -159,20 +163,27 @@ def reject_summary(fs, files: list[str], cats, cfg: ReportConfig) -> dict:
         },
         "clip_level": int(counts.get(key("clip"), 0)),
         "unclipped": unclipped,
+        "clips_by_source": clips_by_source,
         "by_source": by_source,
         "values": sorted(values, key=lambda v: (order.get(v["stage"], 99), v["reason"])),
         "bias": {k: v for k, v in counts.items() if k.startswith("r" + stats.SEP)},
     }
 
 
-def per_source(kept: dict[str, int], lost: dict[str, dict[str, int]], top: int) -> dict:
+def per_source(
+    kept: dict[str, int],
+    lost: dict[str, dict[str, int]],
+    top: int,
+    clips_lost: dict[str, int],
+) -> dict:
     """Which sources contribute what and which lose most to which rule, with Wilson intervals
-    of each source's clip reject rate (caption-stage losses counted apart)."""
+    of each source's clip reject rate: ``clips_lost`` counts a source's curate rejects that name
+    a clip (lost footage and failed splits are not clips; caption losses are counted apart)."""
     rows = []
     for src in set(kept) | set(lost):
         k = kept.get(src, 0)
         losses = lost.get(src, {})
-        clip_lost = sum(n for sr, n in losses.items() if sr.split("/")[0] in funnel.CLIP_STAGES)
+        clip_lost = clips_lost.get(src, 0)
         rate = bias._rate(clip_lost, clip_lost + k)
         rows.append({"source": src, "kept": k, "rejected": sum(losses.values()),
                      "clip_reject_rate": rate, "rejects": dict(sorted(losses.items(), key=lambda kv: -kv[1]))})  # fmt: skip
@@ -323,7 +334,8 @@ def build_report(out: str, output: str | None = None, cfg: ReportConfig | None =
         "distributions": None if clips is None else {
             "table": kept_table, "rows": clips["rows"],
             "histograms": clips["histograms"], "categories": clips["categories"]},
-        "sources": per_source(clips["by_source"] if clips else {}, rej["by_source"], cfg.max_sources),
+        "sources": per_source(clips["by_source"] if clips else {}, rej["by_source"], cfg.max_sources,
+                              rej["clips_by_source"]),
         "captions": None,
         "bias": None,
         "gallery": None,

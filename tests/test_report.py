@@ -177,6 +177,13 @@ def test_funnel_and_reasons_equal_pyarrow_counts(built):
     named = sum(1 for c, st in zip(rejects["clip_id"].to_pylist(), rejects["stage"].to_pylist(),
                                    strict=True) if c is not None and st != "caption")  # fmt: skip
     assert steps["clips cut"]["count"] == clips.num_rows + named
+    # per source, the clip reject rate counts the rejects that name a clip (not lost footage)
+    rej_rows = rejects.to_pylist()
+    for row in rep["sources"]["rows"]:
+        named = [r for r in rej_rows if r["source_path"] == row["source"]
+                 and r["clip_id"] is not None and r["stage"] != "caption"]  # fmt: skip
+        assert row["clip_reject_rate"]["k"] == len(named), row["source"]
+        assert row["clip_reject_rate"]["n"] == len(named) + row["kept"], row["source"]
     expected: dict[str, dict[str, int]] = {}
     for s, r in zip(rejects["stage"].to_pylist(), rejects["reason"].to_pylist(), strict=True):
         expected.setdefault(s, {}).setdefault(r, 0)
