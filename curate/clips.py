@@ -135,12 +135,16 @@ def _frames_pyav(
                 rgb = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
                 yield round(t - t0, 6), rgb
         if sent > 0 and not hurt:  # (after a damaged stretch, frames without references)
-            msg = f"{sent} frame(s) the decoder never returned at the end"
+            msg = f"{sent} {UNRETURNED}"
             if errors is None:
                 log.warning("%s: %s", path, msg)
             else:
                 errors.append(msg)
 
+
+UNRETURNED = "frame(s) the decoder never returned at the end"
+"""The error :func:`_frames_pyav` records for frames lost in the decoder's flush (an error it
+swallowed there): at a cut file's end they go with the truncation; elsewhere, a decode_error."""
 
 STALE_S = 1.0
 """After a damaged stretch, a frame up to this much before the latest one shown is a stale
@@ -372,11 +376,12 @@ def split_source(
     # audio track)
     short = not lost_tail and expected - decoded > max(1.0, 0.01 * expected)
     note = ""
-    if errors and short:  # the decoder's errors at the cut go with the truncation
-        note = f"; then {len(errors)} decoder error(s): {errors[0]}"
+    if errors and short and all(UNRETURNED in e for e in errors):
+        note = f"; then {errors[0]}"  # the frames cut off mid-packet go with the truncation
         errors.clear()
-    elif errors:  # the damaged stretch ran to the end
+    elif errors:  # the damaged stretch ran to the end: its row covers the rest
         damaged(decoded, expected if expected > decoded else None, f"after frame {i}")
+        short = False
     if short:
         rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "truncated_stream",
                      "detail": f"decoded {len(times)} frames, {decoded:.2f}s of the "

@@ -298,6 +298,12 @@ def test_damage_at_the_end_or_in_an_untimed_file_is_reported(tmp_path):
     assert lost["reason"] == "decode_error" and lost["end_s"] == info["duration_s"] == 10.0
     assert max(r["end_s"] for r, _ in clips) <= lost["start_s"] + 1e-6 < 10.0
 
+    # no key frame after the damage: the rest is the damage's row, not a truncation's too
+    one = write(tmp_path / "one.mp4", 64, 48, 96, x264={"g": "1000", "sc_threshold": "0"})
+    info, rows, _ = _clips(damage_packet(one, tmp_path / "one_bad.mp4", 40), fps=12)
+    lost = [r for r in rows if r["_kind"] == "reject" and r["stage"] == "clip"]
+    assert [(r["reason"], r["end_s"]) for r in lost] == [("decode_error", 8.0)], lost
+
     avi = write(tmp_path / "a.avi", 64, 48, 120, fmt="avi")
     info, rows, clips = _clips(damage_packet(avi, tmp_path / "bad.avi", 60), fps=12)
     [lost] = [r for r in rows if r.get("reason") == "decode_error"]
