@@ -444,4 +444,9 @@ def process_source(
         log.exception("splitting %s failed", source_path)
         return failed("clip", "split_error", f"{type(e).__name__}: {e}")
     src_row["num_clips"] = sum(1 for r in rows if r["_kind"] == "clip")
+    end = max((float(r["end_s"]) for r in rows if r.get("end_s") is not None), default=0.0)
+    if end > float(src_row["duration_s"]) + 1.0:  # a clock that restarted (takes joined): the
+        # container declares the first take's length; the timeline the rows are on is longer
+        src_row["duration_s"] = end
+        src_row["frame_count"] = max(int(src_row["frame_count"]), round(end * src_row["fps"]))
     return [src_row, *rows]

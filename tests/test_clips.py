@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from common.video import decode_mp4, video_info
-from curate.clips import choose_decoder, clip_id, output_size, resample_slot, split_source
+from curate.clips import (
+    choose_decoder,
+    clip_id,
+    output_size,
+    process_source,
+    resample_slot,
+    split_source,
+)
 from curate.config import CurateConfig
 from curate.probe import probe
 from curate.synthetic import Shot, write_video
@@ -242,6 +249,11 @@ def test_timestamps_that_mislead_a_decoder(tmp_path):
         (0.0, pytest.approx(3.0), 0),
         (pytest.approx(3.0), pytest.approx(6.0), 1),
     ]
+
+    # the sources row: the container declares the first take's 3 s; the rows run to 6 s
+    cfg = CurateConfig(short_side=64, fps=12, max_seconds=3.0, **no_detector)
+    src = process_source(str(joined), "s", str(joined), joined.stat().st_size, cfg)[0]
+    assert (src["duration_s"], src["frame_count"]) == (pytest.approx(6.0), 72)
 
     avi = write(tmp_path / "b.avi", 64, 48, 48, fmt="avi")
     for decoder in ("decord", "pyav"):
