@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 _FIRST_FRAME_PACKETS = 64  # packets demuxed while looking for the first decodable frame
 _DAMAGED_FIRST_PACKETS = 1200  # the same after a damaged packet (the next key frame: x264's 250)
 _VFR_PACKETS = 120  # packets whose timestamps decide whether the frame rate varies
+_VFR_MIN_GAPS = 16  # fewer frame intervals (a file cut short) say nothing about the rate
 
 
 class ProbeError(Exception):
@@ -120,7 +121,7 @@ def probe(path: str) -> dict[str, Any]:
         if len(pts) > 3:
             d = np.diff(np.sort(np.asarray(pts, np.float64)))
             d = d[d > 0]
-            if len(d) > 2 and np.median(d) > 0:
+            if len(d) >= _VFR_MIN_GAPS and np.median(d) > 0:
                 off = np.abs(d - np.median(d)) > 0.25 * np.median(d)
                 variable = bool(off.mean() > 0.05)  # a lone gap (a dropped frame) is not VFR
                 period = float(np.median(d)) * tb
