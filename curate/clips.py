@@ -300,7 +300,7 @@ def split_source(
         rows.append(row)
 
     def scene_of(frame: int) -> int:
-        return sum(1 for c in planner.boundary if c <= frame)  # detector cuts and pauses
+        return sum(1 for c in planner.boundary if c <= frame)  # detector cuts and breaks
 
     last_slot = -1
     t0 = None
@@ -337,7 +337,7 @@ def split_source(
             if errors:  # a damaged stretch was skipped before this frame: lost, and a cut
                 damaged(gap_start, max(gap_start, t), f"before frame {i}")
                 planner.add_break(i)
-            elif i in planner.pauses and t - gap_start > 1e-3:  # no frame for a while: a cut
+            elif i in planner.breaks and t - gap_start > 1e-3:  # no frame for a while: a cut
                 rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "timestamp_gap",
                              "detail": f"no frame for {t - gap_start:.2f}s (a paused recording, "
                                        "or a stretch the demuxer dropped)",
@@ -346,7 +346,7 @@ def split_source(
                 planner.add_cut(c.frame_num)
             slot = resample_slot(t, t0, out_fps, src_fps)
             if slot > last_slot:
-                if last_slot >= 0 and slot > last_slot + 1 and i not in planner.pauses:
+                if last_slot >= 0 and slot > last_slot + 1 and i not in planner.breaks:
                     # no frame in the slots between: the frame before is still on screen
                     rgb_prev, n_prev = buf.get(i - 1, (prev, 0))
                     buf[i - 1] = (rgb_prev, n_prev + slot - last_slot - 1)

@@ -82,7 +82,7 @@ class SpanPlanner:
         self.horizon = max(self.fade_max + 1, detector_lag(cfg, fps) + self.trim + 1) + 1
         self.luma: list[float] = []
         self.times: list[float] = []
-        self.pauses: set[int] = set()  # frames after a pause, a jump back, a damaged stretch
+        self.breaks: set[int] = set()  # frames after a pause, a jump back, a damaged stretch
         self._offset = 0.0  # added to the timestamps after a jump back
         self.mark = bytearray()
         self.boundary: set[int] = set()  # frames that start a new scene
@@ -109,9 +109,9 @@ class SpanPlanner:
         return (self.times[-1] if self.times else -1.0 / self.fps) + (k - self.n + 1) / self.fps
 
     def end_time(self, k: int) -> float:
-        """When a span ending before frame ``k`` ends: ``time(k)``, or after a pause, one
+        """When a span ending before frame ``k`` ends: ``time(k)``, or after a break, one
         average period after frame ``k - 1``."""
-        return self.time(k - 1) + 1.0 / self.fps if k in self.pauses else self.time(k)
+        return self.time(k - 1) + 1.0 / self.fps if k in self.breaks else self.time(k)
 
     def add_frame(self, luma: float, t: float | None = None) -> float:
         """Append the next frame's mean luma (0..255) and the time it is shown (seconds;
@@ -157,7 +157,7 @@ class SpanPlanner:
         """Frame ``frame`` does not follow on from the one before (a pause, a jump back, a
         damaged stretch skipped): a cut, and the span before ends one period after its last
         frame."""
-        self.pauses.add(frame)
+        self.breaks.add(frame)
         self.add_cut(frame)
 
     def add_cut(self, frame: int) -> None:
