@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 
 from common.video import decode_mp4, video_info
-from curate.clips import (
-    choose_decoder,
-    clip_id,
-    output_size,
-    process_source,
-    resample_slot,
-    split_source,
-)
+from curate.clips import clip_id, output_size, process_source, resample_slot, split_source
 from curate.config import CurateConfig
+from curate.decode import choose_decoder
 from curate.probe import probe
 from curate.synthetic import Shot, write_video
 
