@@ -146,10 +146,14 @@ def split_source(
     errors: list[str] = []  # the decoder's errors since the last frame (a damaged stretch)
     lost_tail = False  # decoding ended in an error: the rest has its decode_error row
 
-    def damaged(start: float, end: float | None, before: str) -> None:
+    def damaged(start: float, end: float | None, where: str, also: str = "") -> None:
+        """A decode_error row for the decoder's errors since the last frame (and ``also``)."""
+        bad = [e for e in errors if UNRETURNED not in e]
+        said = [f"{len(bad)} undecodable packet(s): {bad[0]}"] if bad else []
+        said += [e for e in errors if UNRETURNED in e] + ([also] if also else [])
         rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "decode_error",
-                     "detail": f"{len(errors)} undecodable packet(s) {before}: {errors[0]}",
-                     "start_s": start, "end_s": end})  # fmt: skip
+                     "detail": f"{where}: {'; '.join(said)}", "start_s": start,
+                     "end_s": end})  # fmt: skip
         errors.clear()
 
     try:
@@ -172,6 +176,11 @@ def split_source(
             if errors:  # a damaged stretch was skipped before this frame: lost, and a cut
                 damaged(gap_start, max(gap_start, t), f"before frame {i}")
                 planner.add_break(i)
+            elif i == 0 and t > 1.5 / src_fps:  # nothing decodable from the stream's start
+                rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "timestamp_gap",
+                             "detail": f"no frame before {t:.2f}s (the stream starts without a "
+                                       "key frame, or its first frames are missing)",
+                             "start_s": 0.0, "end_s": t})  # fmt: skip
             elif i in planner.breaks and t - gap_start > 1e-3:  # no frame for a while: a cut
                 rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "timestamp_gap",
                              "detail": f"no frame for {t - gap_start:.2f}s (a paused recording, "
@@ -196,14 +205,13 @@ def split_source(
     except Exception as e:  # noqa: BLE001 - a mid-stream decode error keeps what came before
         # the rest of the source is lost: from the end of the last frame decoded
         start = planner.end_time(len(times)) if times else 0.0
-        before = f"{len(errors)} undecodable packet(s), then " if errors else ""
-        errors.clear()
-        if times and expected and start >= expected - 1.0 / src_fps:  # nothing was left
+        # nothing was left (on a restarted clock, the container's duration is one take's)
+        if times and expected and start >= expected - 1.0 / src_fps and not planner.restarted:
             log.warning("%s: decoder error after its last frame: %s", source_path, e)
+            errors.clear()
         else:
-            rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "decode_error",
-                         "detail": f"{before}after frame {i}: {type(e).__name__}: {e}",
-                         "start_s": start, "end_s": expected if expected > start else None})  # fmt: skip
+            damaged(start, expected if expected > start else None, f"after frame {i}",
+                    f"then {type(e).__name__}: {e}")  # fmt: skip
         lost_tail = True
     decoded = planner.end_time(len(times)) if times else 0.0
     # the stream ended early (a file cut short with its index up front): the footage after it

@@ -49,7 +49,8 @@ def _frames_pyav(
     those before it in display order dropped (built on the lost data: smeared or out of
     order), so a damaged stretch costs at most the rest of its group of pictures; frames the
     decoder never returns at the end (an error swallowed at the flush) are an error too.
-    Without ``errors`` it raises. ``untimed``: frame times are positions over the rate, not
+    Without ``errors`` it raises (and logs the frames lost in the flush). ``untimed``: frame
+    times are positions over the rate, not
     the container's (and a damaged packet raises: nothing places the frames after it).
     """
     import av
@@ -66,7 +67,8 @@ def _frames_pyav(
         )
         t0 = None
         i = 0  # frames decoded
-        sent = 0  # packets decoded whole, each of which should give a frame
+        sent = 0  # packets decoded whole since the first key frame: each owes a frame
+        keyed = False  # the decoder drops what comes before the first key frame, silently
         hurt = False  # a packet failed (``errors`` is the caller's: it may clear it)
         damaged = False  # a packet failed, and no key frame has decoded since
         clean_from = None  # the first whole frame's pts after a damaged stretch
@@ -79,7 +81,8 @@ def _frames_pyav(
                 errors.append(f"{type(e).__name__}: {e}")
                 hurt, damaged, clean_from = True, True, None
                 continue
-            sent += packet.size > 0 and not packet.is_discard
+            keyed = keyed or packet.is_keyframe
+            sent += keyed and packet.size > 0 and not packet.is_discard
             if damaged and packet.is_keyframe and packet.pts is not None:
                 damaged, clean_from = False, packet.pts
             for frame in frames:

@@ -10,7 +10,7 @@ chunks from the scene's first usable frame; a leftover shorter than ``min_second
 Spans are measured in the frames' own timestamps, so ``min_seconds``/``max_seconds`` hold for a
 variable-frame-rate source too (a phone slowing to 15 fps in low light holds fewer frames per
 second than its average rate says); frame counts (fades, trims, the detector's lag) use the
-average rate. A pause in the timestamps (over ``GAP_CUT_S``) is a cut, and so is a jump back
+rate the planner is given (the split gives the frames' typical rate). A pause in the timestamps (over ``GAP_CUT_S``) is a cut, and so is a jump back
 (two streams joined, a reset clock): the timeline goes on one period after the frame before.
 """
 
@@ -31,7 +31,7 @@ TIME_TOLERANCE_S = 1e-3
 """Slack on ``min_seconds``/``max_seconds``: timestamps come as float seconds (decord's are
 float32, 0.5 ms apart at two hours), far below a frame period."""
 GAP_CUT_S = 1.0
-"""A pause between two frames' timestamps longer than this (and than 4 average frame periods)
+"""A pause between two frames' timestamps longer than this (and than 4 frame periods)
 is a cut, not a frame held: a recording paused or two takes spliced."""
 
 
@@ -84,6 +84,9 @@ class SpanPlanner:
         self.times: list[float] = []
         self.breaks: set[int] = set()  # frames after a pause, a jump back, a damaged stretch
         self._offset = 0.0  # added to the timestamps after a jump back
+        self.restarted = False
+        """Whether the clock jumped back (takes joined): the timeline outruns the container's
+        declared duration."""
         self.mark = bytearray()
         self.boundary: set[int] = set()  # frames that start a new scene
         self.final = 0  # frames < final have been decided
@@ -103,19 +106,19 @@ class SpanPlanner:
         return self.final if self._run is None else min(self._run, self.final)
 
     def time(self, k: int) -> float:
-        """When frame ``k`` is shown (seconds); past the last frame, one average period on."""
+        """When frame ``k`` is shown (seconds); past the last frame, one period on."""
         if k < self.n:
             return self.times[k]
         return (self.times[-1] if self.times else -1.0 / self.fps) + (k - self.n + 1) / self.fps
 
     def end_time(self, k: int) -> float:
         """When a span ending before frame ``k`` ends: ``time(k)``, or after a break, one
-        average period after frame ``k - 1``."""
+        period after frame ``k - 1``."""
         return self.time(k - 1) + 1.0 / self.fps if k in self.breaks else self.time(k)
 
     def add_frame(self, luma: float, t: float | None = None) -> float:
         """Append the next frame's mean luma (0..255) and the time it is shown (seconds;
-        ``None``: its index over the average rate). Returns the time on the planner's
+        ``None``: its index over the rate). Returns the time on the planner's
         timeline (``t`` unless the timestamps jumped back before)."""
         i = self.n
         t = i / self.fps if t is None else float(t) + self._offset
@@ -124,7 +127,7 @@ class SpanPlanner:
             last = self.times[-1]
             if t < last - 1.0 / self.fps:  # a jump back: a new stream or clock, a cut
                 self._offset += last + 1.0 / self.fps - t
-                t, paused = last + 1.0 / self.fps, True
+                t, paused, self.restarted = last + 1.0 / self.fps, True, True
             elif t < last:  # a frame a little out of order: held at the time before
                 t = last
             else:

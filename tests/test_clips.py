@@ -363,8 +363,11 @@ def test_a_clock_restart_after_damage_keeps_the_second_take(tmp_path, monkeypatc
         def demux(self, *a):
             for p in self.c.demux(*a):
                 self.n += 1
+                if self.n == 54 and demux_error:
+                    raise av.InvalidDataError(1094995529, "simulated demux error")
                 yield Packet(p, self.n == 20)
 
+    demux_error = False
     monkeypatch.setattr(av, "open", lambda *a, **k: Container(real_open(*a, **k)))
     cfg = CurateConfig(short_side=64, fps=12, decoder="pyav", detector="content",
                        content_threshold=255.0, trim_frames=0, max_seconds=3.0)  # fmt: skip
@@ -377,6 +380,35 @@ def test_a_clock_restart_after_damage_keeps_the_second_take(tmp_path, monkeypatc
     second = [frame_index(f) for r in rows if r["_kind"] == "clip" and r["start_s"] >= 3.0
               for f in decode_mp4(r["video"])]  # fmt: skip
     assert second == list(range(36, 72))
+    # an error that ends decoding in take two: its row, though the container's duration (one
+    # take's, 3 s) is behind the timeline (it was logged as "after the last frame")
+    demux_error = True
+    rows = split_source(str(joined), "s", str(joined), info, cfg)
+    [end] = [r for r in rows if r.get("reason") == "decode_error" and r["end_s"] is None]
+    assert end["start_s"] > 3.0 and "simulated demux error" in end["detail"]
+
+
+def test_a_stream_starting_mid_group_reports_its_lead_not_a_lost_end(tmp_path):
+    """An MPEG-TS cut in mid-stream (its first 6 packets before the first key frame): the
+    decoder drops those frames silently; they were counted as frames lost at the end (a
+    decode_error row there, nothing damaged), and the missing lead had no row."""
+    import av
+    from oddvideo import write
+
+    full = write(tmp_path / "full.ts", 64, 48, 120, fmt="mpegts",
+                 x264={"g": "24", "keyint_min": "24", "sc_threshold": "0"})  # fmt: skip
+    cut = tmp_path / "cut.ts"
+    with av.open(str(full)) as src, av.open(str(cut), "w", format="mpegts") as dst:
+        s = src.streams.video[0]
+        o = dst.add_stream_from_template(s)
+        for n, p in enumerate(src.demux(s)):
+            if p.dts is not None and n >= 6:
+                p.stream = o
+                dst.mux(p)
+    _, rows, _ = _clips(cut, fps=12)
+    lost = [r for r in rows if r["_kind"] == "reject" and r["stage"] == "clip"]
+    assert [(r["reason"], r["start_s"]) for r in lost] == [("timestamp_gap", 0.0)], lost
+    assert lost[0]["end_s"] == pytest.approx(1.5)
 
 
 def test_a_stream_cut_short_without_an_error_is_reported(tmp_path):
