@@ -140,7 +140,7 @@ def reject_summary(fs, files: list[str], cats, cfg: ReportConfig) -> dict:
         parts = split_key(k)
         if parts[0] == "srcclip":
             clips_by_source[parts[1]] = int(n)
-        if parts[0] == "sr":
+        elif parts[0] == "sr":
             by_stage.setdefault(parts[1], {})[parts[2]] = int(n)
         elif parts[0] == "nc":
             unclipped.setdefault(parts[1], {}).setdefault(parts[2], {})[parts[3]] = int(n)

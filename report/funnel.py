@@ -114,7 +114,8 @@ def build_funnel(
     steps: list[dict[str, Any]] = [
         {"name": "sources seen", "count": seen, "note": f"from the {seen_from}", "lost": src_lost},
         {"name": "sources ok", "count": ok, "lost": footage,
-         "note": "footage lost before scene detection" if footage else ""},
+         "note": "footage not split: damaged, cut short or missing from the timeline"
+         if footage else ""},
         {"name": "scene spans", "count": cut + _total(span_lost),
          "note": "clip candidates found by scene detection", "lost": span_lost},
         {"name": "clips cut", "count": cut, "note": "encoded and scored", "lost": clip_lost},

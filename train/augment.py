@@ -79,8 +79,9 @@ _reverse = _swapper(_TIME, keep_places=True)
 
 def augmented_caption(caption: str, code: int) -> str:
     """The caption of a clip under augmentation ``code`` (``MIRROR`` and/or ``REVERSE`` bits):
-    "left" and "right" exchanged when mirrored; every direction exchanged when reversed (both:
-    the up/down and zoom words only)."""
+    mirrored, "left" and "right" exchanged (moves and places); reversed, every direction of
+    motion exchanged (left/right, up/down, zoom in/out) and places kept; both, one after the
+    other (a place's left/right exchanged, a move's left/right twice: kept)."""
     if code & MIRROR:
         caption = _mirror(caption)
     if code & REVERSE:

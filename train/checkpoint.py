@@ -244,7 +244,7 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
         try:
             latest = json.loads(snap.read_text()).get("latest_checkpoint_result") or {}
             d = run / str(latest.get("checkpoint_dir_name", ""))
-            if latest and (d / "state.json").exists():
+            if latest and (d / STATE_FILE).exists():
                 return d
         except (OSError, ValueError) as e:
             log.warning("unreadable %s (%s); looking for checkpoints directly", snap, e)
