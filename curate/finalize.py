@@ -246,11 +246,17 @@ def _keep_clips(src: Path, dst: Path, table: str, kept_ids: pa.Array) -> None:
     commit_table(kept, dst, table)
 
 
+_VIDEO_SHAPE = ("start_s", "end_s", "fps", "num_frames", "width", "height")
+"""Columns that describe a clip's video: a pair whose differ from its clip's was captioned from
+another cut of the span (a new split of it), and is dropped to be captioned again."""
+
+
 def _refresh_pairs(out: Path, kept_ids: pa.Array) -> None:
     """recaption's pairs after a curate rerun: the rows of clips no longer kept dropped, and
     every clip column but ``video`` taken from the new ``OUT/clips`` (a source renamed or
     found under another path, scores of changed scorer settings: the clip_id is the same);
-    the caption and the video it was made from stay."""
+    the caption and the video it was made from stay, unless the clip's video changed shape
+    (``_VIDEO_SHAPE``): then the pair is dropped and its clip is captioned again."""
     import pyarrow.dataset as pads
     import pyarrow.parquet as pq
 
@@ -277,7 +283,18 @@ def _refresh_pairs(out: Path, kept_ids: pa.Array) -> None:
     for f in files:
         tbl = pq.read_table(f)
         new = fresh.take(pa.array([row[c] for c in tbl.column("clip_id").to_pylist()], pa.int64()))
-        changed = False
+        same = pa.array([True] * tbl.num_rows, pa.bool_())
+        for name in _VIDEO_SHAPE:
+            eq = pc.equal(new.column(name).cast(tbl.schema.field(name).type), tbl.column(name))
+            same = pc.and_(same, pc.fill_null(eq, False))
+        if not pc.all(same).as_py():
+            log.info("%s: %d pair(s) of clips cut anew dropped (to caption again)", f,
+                     tbl.num_rows - pc.sum(same).as_py())  # fmt: skip
+            tbl, new = tbl.filter(same), new.filter(same)
+            if tbl.num_rows == 0:
+                f.unlink()
+                continue
+        changed = tbl.num_rows < len(same)
         for name in new.column_names:
             i = tbl.schema.get_field_index(name)
             if name == "clip_id" or i < 0:

@@ -327,7 +327,9 @@ def test_a_curate_rerun_keeps_recaption_outputs_of_kept_clips(ray_session, tmp_p
 
 def test_pairs_follow_their_clip_when_its_source_is_renamed(ray_session, tmp_path, bikes_mp4):
     """A source renamed between curate runs keeps its clip_ids (content hash): its pairs stay,
-    and name the new path as OUT/clips does, not the old one (now in no table)."""
+    and name the new path as OUT/clips does, not the old one (now in no table). A pair whose
+    video no longer has its clip's shape (captioned from another cut) is dropped, to be
+    captioned again."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -339,12 +341,22 @@ def test_pairs_follow_their_clip_when_its_source_is_renamed(ray_session, tmp_pat
     old = footage / "bikes.mp4"
     shutil.copy(bikes_mp4, old)
     assert run_curate([str(footage)], out, cfg)["counts"]["clips_kept"] == 5
-    run_recaption(out, RecaptionConfig(), limit=2)
+    run_recaption(out, RecaptionConfig(), limit=3)
+    # one pair as if captioned from another cut of its span (its clip split anew since)
+    [shard] = sorted((out / "pairs").glob("*.parquet"))
+    tbl = pq.read_table(shard)
+    frames = tbl.column("num_frames").to_pylist()
+    tbl = tbl.set_column(tbl.schema.get_field_index("num_frames"), "num_frames",
+                         pa.array([frames[0] + 3, *frames[1:]], tbl.schema.field("num_frames").type))  # fmt: skip
+    pq.write_table(tbl, shard)
+    stale = tbl.column("clip_id")[0].as_py()
     old.rename(footage / "renamed.mp4")
-    assert run_curate([str(footage)], out, cfg)["counts"]["clips_kept"] == 5
+    m = run_curate([str(footage)], out, cfg)
+    assert m["counts"]["clips_kept"] == 5 and m["recaption"]["counts"]["pairs"] == 2
+    assert m["recaption"]["counts"]["pending"] == 3  # the dropped pair's clip among them
     pairs = pa.concat_tables(pq.read_table(f) for f in sorted((out / "pairs").glob("*.parquet")))
     clips = {r["clip_id"]: r for r in read(out, "clips")}
-    assert pairs.num_rows == 2
+    assert pairs.num_rows == 2 and stale not in pairs.column("clip_id").to_pylist()
     for p in pairs.to_pylist():
         assert (
             p["source_path"] == clips[p["clip_id"]]["source_path"] == str(footage / "renamed.mp4")
