@@ -227,23 +227,14 @@ def _salvage_caption_rejects(out: Path, work: Path) -> Path:
 
 
 def _keep_clips(src: Path, dst: Path, table: str, kept_ids: pa.Array) -> None:
-    """Copy the Parquet table ``src`` to ``dst`` (atomically; in place when they are the same
-    path) without the rows of clips not in ``kept_ids``; no file when no row is left."""
-    import pyarrow.parquet as pq
+    """Copy the Parquet table ``src`` to ``dst`` without the rows of clips not in
+    ``kept_ids``; no file when no row is left."""
+    from schemas.validate import filter_file
 
-    from schemas.validate import commit_table
-
-    tbl = pq.read_table(src)
-    kept = tbl.filter(pc.is_in(tbl.column("clip_id"), value_set=kept_ids))
-    if kept.num_rows < tbl.num_rows:
-        log.info("%s: %d row(s) of clips no longer kept dropped", src, tbl.num_rows - kept.num_rows)
-    if src == dst and kept.num_rows == tbl.num_rows:
-        return
-    if kept.num_rows == 0:
-        if src == dst:
-            src.unlink()
-        return
-    commit_table(kept, dst, table)
+    dropped = filter_file(src, lambda t: pc.is_in(t.column("clip_id"), value_set=kept_ids),
+                          table, dst)  # fmt: skip
+    if dropped:
+        log.info("%s: %d row(s) of clips no longer kept dropped", src, dropped)
 
 
 _VIDEO_SHAPE = ("start_s", "end_s", "fps", "num_frames", "width", "height")
@@ -256,45 +247,49 @@ def _refresh_pairs(out: Path, kept_ids: pa.Array) -> None:
     every clip column but ``video`` taken from the new ``OUT/clips`` (a source renamed or
     found under another path, scores of changed scorer settings: the clip_id is the same);
     the caption and the video it was made from stay, unless the clip's video changed shape
-    (``_VIDEO_SHAPE``): then the pair is dropped and its clip is captioned again."""
+    (``_VIDEO_SHAPE``): then the pair is dropped and its clip is captioned again. Each shard
+    is read once and written at most once."""
     import pyarrow.dataset as pads
     import pyarrow.parquet as pq
 
     from schemas.validate import commit_table
 
     files = sorted((out / "pairs").glob("*.parquet"))
-    if not files:
-        return
-    for f in files:
-        _keep_clips(f, f, "pairs", kept_ids)
-    files = [f for f in files if f.exists()]
-    wanted = set()
+    wanted: set[str] = set()
     for f in files:
         wanted.update(pq.read_table(f, columns=["clip_id"]).column("clip_id").to_pylist())
-    if not wanted:
-        return
     names = [c for c in CLIPS.names if c != "video"]
-    clips = pads.dataset(str(out / "clips"), format="parquet")
-    fresh = clips.to_table(
-        columns=[c for c in names if c in clips.schema.names],
-        filter=pads.field("clip_id").isin(pa.array(sorted(wanted), pa.string())),
-    )
-    row = {cid: i for i, cid in enumerate(fresh.column("clip_id").to_pylist())}
+    fresh = None
+    if wanted:
+        clips = pads.dataset(str(out / "clips"), format="parquet")
+        fresh = clips.to_table(
+            columns=[c for c in names if c in clips.schema.names],
+            filter=pads.field("clip_id").isin(pa.array(sorted(wanted), pa.string())),
+        )
+    row = {} if fresh is None else {c: i for i, c in enumerate(fresh.column("clip_id").to_pylist())}
     for f in files:
         tbl = pq.read_table(f)
-        new = fresh.take(pa.array([row[c] for c in tbl.column("clip_id").to_pylist()], pa.int64()))
-        same = pa.array([True] * tbl.num_rows, pa.bool_())
-        for name in _VIDEO_SHAPE:
-            eq = pc.equal(new.column(name).cast(tbl.schema.field(name).type), tbl.column(name))
-            same = pc.and_(same, pc.fill_null(eq, False))
-        if not pc.all(same).as_py():
-            log.info("%s: %d pair(s) of clips cut anew dropped (to caption again)", f,
-                     tbl.num_rows - pc.sum(same).as_py())  # fmt: skip
-            tbl, new = tbl.filter(same), new.filter(same)
-            if tbl.num_rows == 0:
+        n = tbl.num_rows
+        tbl = tbl.filter(pc.is_in(tbl.column("clip_id"), value_set=kept_ids))
+        if tbl.num_rows < n:
+            log.info("%s: %d row(s) of clips no longer kept dropped", f, n - tbl.num_rows)
+        if tbl.num_rows:
+            new = fresh.take(
+                pa.array([row[c] for c in tbl.column("clip_id").to_pylist()], pa.int64())
+            )
+            same = pa.array([True] * tbl.num_rows, pa.bool_())
+            for name in _VIDEO_SHAPE:
+                eq = pc.equal(new.column(name).cast(tbl.schema.field(name).type), tbl.column(name))
+                same = pc.and_(same, pc.fill_null(eq, False))
+            if not pc.all(same).as_py():
+                log.info("%s: %d pair(s) of clips cut anew dropped (to caption again)", f,
+                         tbl.num_rows - pc.sum(same).as_py())  # fmt: skip
+                tbl, new = tbl.filter(same), new.filter(same)
+        if tbl.num_rows == 0:
+            if n:
                 f.unlink()
-                continue
-        changed = tbl.num_rows < len(same)
+            continue
+        changed = tbl.num_rows < n
         for name in new.column_names:
             i = tbl.schema.get_field_index(name)
             if name == "clip_id" or i < 0:

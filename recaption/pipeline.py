@@ -41,7 +41,7 @@ from recaption.config import RecaptionConfig
 from recaption.frames import FRAME_COLUMNS, frames_from_row, prepare_batch
 from recaption.qa import check_caption, first_sentence, words
 from schemas.tables import PAIRS, REJECTS
-from schemas.validate import check_files, commit_table
+from schemas.validate import check_files, commit_table, filter_file
 
 log = logging.getLogger(__name__)
 
@@ -216,19 +216,14 @@ the clip (a server that was down, a wrong URL, an out-of-memory batch)."""
 def _drop_retried_rejects(out: Path) -> int:
     """Remove the ``RETRIED`` rows from OUT's caption reject shards (atomically, shard by
     shard), so their clips are captioned again; returns how many."""
-    dropped = 0
-    for f in _parquet_files(out / "rejects", REJECT_PREFIX):
-        tbl = pq.read_table(f)
-        keep = pc.invert(pc.is_in(tbl.column("reason"), value_set=pa.array(RETRIED)))
-        kept = tbl.filter(keep)
-        if kept.num_rows == tbl.num_rows:
-            continue
-        dropped += tbl.num_rows - kept.num_rows
-        if kept.num_rows:
-            commit_table(kept, f, "rejects")
-        else:
-            f.unlink()
-    return dropped
+    retried = pa.array(RETRIED)
+
+    def final(tbl: pa.Table) -> pa.ChunkedArray:
+        return pc.invert(pc.is_in(tbl.column("reason"), value_set=retried))
+
+    return sum(
+        filter_file(f, final, "rejects") for f in _parquet_files(out / "rejects", REJECT_PREFIX)
+    )
 
 
 def done_clip_ids(out: Path) -> set[str]:

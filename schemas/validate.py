@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,30 @@ def commit_table(tbl: pa.Table, path: str | os.PathLike, table: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     write_table(tbl, str(tmp), table)
     os.replace(tmp, path)
+
+
+def filter_file(
+    src: str | os.PathLike,
+    keep: Callable[[pa.Table], Any],
+    table: str,
+    dst: str | os.PathLike | None = None,
+) -> int:
+    """Rewrite the local Parquet table ``src`` with only the rows where ``keep(tbl)`` is true,
+    to ``dst`` (default: in place, atomically, untouched when nothing is dropped); no file is
+    left or written when no row is kept. Returns the rows dropped."""
+    src = Path(src)
+    dst = src if dst is None else Path(dst)
+    tbl = pq.read_table(src)
+    kept = tbl.filter(keep(tbl))
+    dropped = tbl.num_rows - kept.num_rows
+    if dst == src and dropped == 0:
+        return 0
+    if kept.num_rows == 0:
+        if dst == src:
+            src.unlink()
+        return dropped
+    commit_table(kept, dst, table)
+    return dropped
 
 
 def read_table(path: str, table: str, filesystem: Any = None, **kwargs: Any) -> pa.Table:
