@@ -146,14 +146,17 @@ def split_source(
     errors: list[str] = []  # the decoder's errors since the last frame (a damaged stretch)
     lost_tail = False  # decoding ended in an error: the rest has its decode_error row
 
+    def lost(reason: str, detail: str, start: float, end: float | None) -> None:
+        """A reject row for footage of the source that is in no clip (stage ``clip``)."""
+        rows.append({**base, "_kind": "reject", "stage": "clip", "reason": reason,
+                     "detail": detail, "start_s": start, "end_s": end})  # fmt: skip
+
     def damaged(start: float, end: float | None, where: str, also: str = "") -> None:
         """A decode_error row for the decoder's errors since the last frame (and ``also``)."""
         bad = [e for e in errors if UNRETURNED not in e]
         said = [f"{len(bad)} undecodable packet(s): {bad[0]}"] if bad else []
         said += [e for e in errors if UNRETURNED in e] + ([also] if also else [])
-        rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "decode_error",
-                     "detail": f"{where}: {'; '.join(said)}", "start_s": start,
-                     "end_s": end})  # fmt: skip
+        lost("decode_error", f"{where}: {'; '.join(said)}", start, end)
         errors.clear()
 
     try:
@@ -177,15 +180,11 @@ def split_source(
                 damaged(gap_start, max(gap_start, t), f"before frame {i}")
                 planner.add_break(i)
             elif i == 0 and t > 1.5 / src_fps:  # nothing decodable from the stream's start
-                rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "timestamp_gap",
-                             "detail": f"no frame before {t:.2f}s (the stream starts without a "
-                                       "key frame, or its first frames are missing)",
-                             "start_s": 0.0, "end_s": t})  # fmt: skip
+                lost("timestamp_gap", f"no frame before {t:.2f}s (the stream starts without a "
+                     "key frame, or its first frames are missing)", 0.0, t)  # fmt: skip
             elif i in planner.breaks and t - gap_start > 1e-3:  # no frame for a while: a cut
-                rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "timestamp_gap",
-                             "detail": f"no frame for {t - gap_start:.2f}s (a paused recording, "
-                                       "or a stretch the demuxer dropped)",
-                             "start_s": gap_start, "end_s": t})  # fmt: skip
+                lost("timestamp_gap", f"no frame for {t - gap_start:.2f}s (a paused recording, "
+                     "or a stretch the demuxer dropped)", gap_start, t)  # fmt: skip
             for c in detector.process_frame(FrameTimecode(i, fps=src_fps), bgr):
                 planner.add_cut(c.frame_num)
             slot = resample_slot(t, t0, out_fps, src_fps)
@@ -226,10 +225,8 @@ def split_source(
         damaged(decoded, expected if expected > decoded else None, f"after frame {i}")
         short = False
     if short:
-        rows.append({**base, "_kind": "reject", "stage": "clip", "reason": "truncated_stream",
-                     "detail": f"decoded {len(times)} frames, {decoded:.2f}s of the "
-                               f"{expected:.2f}s the container declares{note}",
-                     "start_s": decoded, "end_s": expected})  # fmt: skip
+        lost("truncated_stream", f"decoded {len(times)} frames, {decoded:.2f}s of the "
+             f"{expected:.2f}s the container declares{note}", decoded, expected)  # fmt: skip
     if times:
         for c in detector.post_process(FrameTimecode(len(times) - 1, fps=src_fps)) or []:
             planner.add_cut(c.frame_num)

@@ -120,8 +120,8 @@ def reject_summary(fs, files: list[str], cats, cfg: ReportConfig) -> dict:
                 out[k] = out.get(k, 0.0) + 1
             if has_clip[i]:
                 if s not in funnel.CAPTION_STAGES:
-                    for k in (key("clip"), key("srcclip", p)):
-                        out[k] = out.get(k, 0.0) + 1
+                    k = key("srcclip", p)
+                    out[k] = out.get(k, 0.0) + 1
             elif s in funnel.CLIP_STAGES:  # no clip: a source failed whole, or footage lost
                 k = key("nc", "footage" if has_span[i] else "source", s, r)
                 out[k] = out.get(k, 0.0) + 1
@@ -161,7 +161,7 @@ def reject_summary(fs, files: list[str], cats, cfg: ReportConfig) -> dict:
         "by_stage": {
             s: dict(sorted(v.items(), key=lambda kv: -kv[1])) for s, v in by_stage.items()
         },
-        "clip_level": int(counts.get(key("clip"), 0)),
+        "clip_level": sum(clips_by_source.values()),
         "unclipped": unclipped,
         "clips_by_source": clips_by_source,
         "by_source": by_source,

@@ -10,9 +10,9 @@ variant is embedded once with the other captions.
 The word lists are fixed and whole-word: they fit captions that name directions plainly,
 as ``recaption --backend attributes`` writes them. Played backwards, a place stays where it
 is: "on the left", "at the top left", "in the lower right" keep their words (a move "from
-the left" "to the right" is exchanged); mirrored, places are exchanged with the rest. Time reversal is only true to footage
-whose motion looks the same played backwards (the demo's moving shapes, pans, zooms); a
-person walking backwards does not, so it is off by default.
+the left" "to the right" is exchanged); mirrored, places are exchanged with the rest. Time
+reversal is only true to footage whose motion looks the same played backwards (the demo's
+moving shapes, pans, zooms); a person walking backwards does not, so it is off by default.
 """
 
 from __future__ import annotations
