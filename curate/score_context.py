@@ -227,7 +227,8 @@ class ScoreContext:
         return np.stack([u, v], axis=-1).astype(np.float32)
 
 
-def evenly(n: int, k: int) -> list[int]:
-    """``k`` evenly spaced indices of ``n`` items, at the centres of ``k`` equal parts."""
-    k = max(1, min(k, n))
+def evenly(n: int, k: int, repeat: bool = False) -> list[int]:
+    """``k`` evenly spaced indices of ``n`` items, at the centres of ``k`` equal parts; fewer
+    when ``n < k``, unless ``repeat``: then items repeat and there are always ``k``."""
+    k = max(1, k if repeat else min(k, n))
     return [min(n - 1, int((j + 0.5) * n / k)) for j in range(k)]

@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from curate.score_context import ScoreContext
+from curate.score_context import ScoreContext, evenly
 
 NAME = "phash"
 COLUMNS = ("phash",)
@@ -36,14 +36,11 @@ def hamming(a: int, b: int) -> int:
     return (int(a) ^ int(b)).bit_count()
 
 
-def positions(n: int, k: int) -> list[int]:
-    """``k`` indices of ``n`` items at the centres of ``k`` equal parts, repeating items when
-    ``n < k``: every clip gets ``k`` hashes at the same relative times, so a 1 s clip (2
-    sampled frames) is compared with a longer copy (3), not skipped for a different count."""
-    return [min(n - 1, int((j + 0.5) * n / k)) for j in range(max(1, k))]
-
-
 def score(ctx: ScoreContext) -> dict[str, Any]:
-    """Key-frame hashes of one clip (from the sampled frames at analysis size)."""
+    """Key-frame hashes of one clip (from the sampled frames at analysis size): always
+    ``phash_frames`` of them at the same relative times, frames repeating in a short clip, so
+    a 1 s clip (2 sampled frames) is compared with a longer copy (3), not skipped for a
+    different count."""
     small = ctx.small
-    return {"phash": [phash(small[i]) for i in positions(len(small), ctx.cfg.phash_frames)]}
+    picks = evenly(len(small), ctx.cfg.phash_frames, repeat=True)
+    return {"phash": [phash(small[i]) for i in picks]}
