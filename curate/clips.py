@@ -172,9 +172,8 @@ def split_source(
                 if det_scale >= 1.0
                 else cv2.resize(rgb, det_size, interpolation=cv2.INTER_LINEAR)
             )
-            bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
             # on the planner's timeline: a pause or a jump back in the timestamps is a cut
-            t = planner.add_frame(mean_luma(bgr), t)
+            t = planner.add_frame(mean_luma(small), t)
             t0 = t if t0 is None else t0
             if errors:  # a damaged stretch was skipped before this frame: lost, and a cut
                 damaged(gap_start, max(gap_start, t), f"before frame {i}")
@@ -185,7 +184,7 @@ def split_source(
             elif i in planner.breaks and t - gap_start > 1e-3:  # no frame for a while: a cut
                 lost("timestamp_gap", f"no frame for {t - gap_start:.2f}s (a paused recording, "
                      "or a stretch the demuxer dropped)", gap_start, t)  # fmt: skip
-            for c in detector.process_frame(FrameTimecode(i, fps=src_fps), bgr):
+            for c in detector.process_frame(FrameTimecode(i, fps=src_fps), small):
                 planner.add_cut(c.frame_num)
             slot = resample_slot(t, t0, out_fps, src_fps)
             if slot > last_slot:

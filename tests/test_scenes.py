@@ -8,7 +8,7 @@ import pytest
 from curate.clips import split_source
 from curate.config import CurateConfig
 from curate.probe import probe
-from curate.scenes import SpanPlanner, plan_spans
+from curate.scenes import SpanPlanner, make_detector, plan_spans
 from curate.synthetic import Shot, write_video
 
 BIKES_CUTS = (30, 76, 137, 187, 242)  # first frame of each new shot in bikes.mp4
@@ -185,3 +185,41 @@ def test_low_contrast_cut_between_plain_shots_is_found_with_the_demo_setting(tmp
     assert demo.adaptive_min_content == 8.0
     fixed = spans(demo)
     assert len(fixed) == 2 and fixed[0][1] <= cut_s + 1e-6 <= fixed[1][0]  # one per shot
+
+
+@pytest.mark.parametrize("detector", ["adaptive", "content"])
+def test_rgb_detector_scores_equal_pyscenedetects(bikes_mp4, bunny_mp4, detector):
+    """curate's detector computes PySceneDetect's frame score in one OpenCV pass: the same
+    floats, frame by frame, and the same cuts as the stock detector fed the BGR frames."""
+    import cv2
+    import decord
+    from scenedetect import AdaptiveDetector, ContentDetector
+    from scenedetect import FrameTimecode
+
+    cfg = CurateConfig(detector=detector)
+    for path, size in ((bikes_mp4, (228, 128)), (bikes_mp4, None), (bunny_mp4, (160, 90))):
+        kw = {} if size is None else {"width": size[0], "height": size[1]}
+        vr = decord.VideoReader(str(path), **kw)
+        fps = vr.get_avg_fps()
+        ours = make_detector(cfg, fps)
+        min_len = max(1, int(round(cfg.detector_min_scene_seconds * fps)))
+        stock = (
+            ContentDetector(threshold=cfg.content_threshold, min_scene_len=min_len)
+            if detector == "content"
+            else AdaptiveDetector(adaptive_threshold=cfg.adaptive_threshold,
+                                  min_scene_len=min_len, min_content_val=cfg.adaptive_min_content)
+        )  # fmt: skip
+        cuts: dict[str, list[int]] = {"ours": [], "stock": []}
+        for i in range(len(vr)):
+            rgb = vr[i].asnumpy()
+            tc = FrameTimecode(i, fps=fps)
+            cuts["ours"] += [c.frame_num for c in ours.process_frame(tc, rgb)]
+            bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+            cuts["stock"] += [c.frame_num for c in stock.process_frame(tc, bgr)]
+            assert ours._frame_score == stock._frame_score, (path.name, size, i)
+        last = FrameTimecode(len(vr) - 1, fps=fps)
+        cuts["ours"] += [c.frame_num for c in ours.post_process(last) or []]
+        cuts["stock"] += [c.frame_num for c in stock.post_process(last) or []]
+        assert cuts["ours"] == cuts["stock"]
+        if path == bikes_mp4:  # the comparison saw real cuts, not only still frames
+            assert len(cuts["ours"]) >= 4, cuts
