@@ -324,7 +324,7 @@ def test_make_optimizer_matches_reference_adamw(strategy):
     """The trainer's AdamW (fused for DDP, multi-tensor for FSDP) takes the same steps as
     PyTorch's reference single-tensor AdamW."""
     from train.config import TrainConfig
-    from train.loop import make_optimizer
+    from train.worker import make_optimizer
 
     cfg = TrainConfig(strategy=strategy, lr=1e-2, betas=(0.9, 0.99), weight_decay=0.01)
     torch.manual_seed(0)

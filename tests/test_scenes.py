@@ -193,8 +193,7 @@ def test_rgb_detector_scores_equal_pyscenedetects(bikes_mp4, bunny_mp4, detector
     floats, frame by frame, and the same cuts as the stock detector fed the BGR frames."""
     import cv2
     import decord
-    from scenedetect import AdaptiveDetector, ContentDetector
-    from scenedetect import FrameTimecode
+    from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode
 
     cfg = CurateConfig(detector=detector)
     for path, size in ((bikes_mp4, (228, 128)), (bikes_mp4, None), (bunny_mp4, (160, 90))):

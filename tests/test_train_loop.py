@@ -12,10 +12,11 @@ import pytest
 
 from train.config import TrainConfig
 from train.data import pair_files, scan_pairs
-from train.loop import learning_rate, train
+from train.loop import train
 from train.model import ModelConfig
 from train.synthetic_pairs import make_synthetic_pairs
 from train.text import TextConfig
+from train.worker import learning_rate
 
 
 def _cfg(steps: int) -> TrainConfig:
@@ -225,7 +226,7 @@ def test_grad_accum_micro_batches_step_like_one_model(strategy, tmp_path):
     import torch.distributed as dist
     from torch import nn
 
-    from train.loop import _no_sync
+    from train.worker import _no_sync
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
     try:
