@@ -73,9 +73,12 @@ class _RgbFrameScore:
         num_pixels = float(hsv.shape[0] * hsv.shape[1])
         hue, sat, lum, _ = cv2.sumElems(cv2.absdiff(hsv, prev))
         components = (hue / num_pixels, sat / num_pixels, lum / num_pixels, 0.0)
-        return sum(c * w for c, w in zip(components, weights, strict=True)) / sum(
-            abs(w) for w in weights
-        )
+        # added left to right, as the stock code's sum() of numpy floats is: from Python 3.12
+        # on, sum() of plain floats is compensated and can differ in the last bit
+        total = 0.0
+        for c, w in zip(components, weights, strict=True):
+            total += c * w
+        return total / sum(abs(weight) for weight in weights)
 
 
 def make_detector(cfg: CurateConfig, fps: float):
