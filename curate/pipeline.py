@@ -487,7 +487,9 @@ def dedup_drops(
     if not files or not source_ids:
         return {}
     init_ray(address)
-    ds = ray.data.read_parquet(files, schema=STAGED)
+    # the dedup's CPUs per read task too: Ray Data fuses the read with the banding (one task
+    # per file instead of two; 0.16-0.18 s against 0.19-0.23 s for a 47-clip run's dedup)
+    ds = ray.data.read_parquet(files, schema=STAGED, num_cpus=cfg.dedup.num_cpus)
     ds = ds.filter(expr=col("_kind") == lit("clip"))
     ds = ds.filter(expr=col("source_id").is_in(sorted(source_ids)))
     drops = {}
