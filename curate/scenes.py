@@ -50,8 +50,8 @@ class _RgbFrameScore:
     frames, in one OpenCV pass per frame.
 
     The stock score converts BGR to HSV, splits the channels and takes each channel's mean
-    absolute difference in numpy (int32 copies): ~120 us a frame at 228x128 here, as much as
-    the rest of the split's detection. The same sums from ``cv2.absdiff`` and ``cv2.sumElems``
+    absolute difference in numpy (int32 copies): ~120 us a frame at 228x128 here, five times
+    the rest of the detector's work. The same sums from ``cv2.absdiff`` and ``cv2.sumElems``
     on the HSV frame are exact integers, so the scores are the same floats
     (``tests/test_scenes.py::test_rgb_detector_scores_equal_pyscenedetects``) at ~30 us.
     Edge weights or a stats manager fall back to the stock code.
