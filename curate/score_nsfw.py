@@ -60,11 +60,18 @@ def check_nsfw_weights(cfg: ScoreConfig) -> None:
         if not (p / "config.json").is_file():
             raise FileNotFoundError(f"{spec} has no config.json: not a transformers model dir")
         return
+    # a path (not an ``org/name`` model id) that is not there: nothing to download either
+    if spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or p.exists():
+        raise FileNotFoundError(f"{spec} is not a directory. " + nsfw_help(spec))
     if cfg.allow_download:
         return
     from huggingface_hub import try_to_load_from_cache
 
-    if not isinstance(try_to_load_from_cache(spec, "config.json"), str):
+    try:
+        cached = try_to_load_from_cache(spec, "config.json")
+    except ValueError:  # huggingface_hub's HFValidationError: not a valid model id either
+        cached = None
+    if not isinstance(cached, str):
         raise FileNotFoundError(nsfw_help(spec))
 
 

@@ -103,6 +103,14 @@ def test_missing_weights_fail_at_start_naming_them(tiny_clip, tmp_path):
         ModelScorer.check_weights(score_cfg(tiny_clip, aesthetic_head=str(tmp_path / "none.pth")))
     with pytest.raises(FileNotFoundError, match="NSFW weights 'someone/nsfw-model'"):
         ModelScorer.check_weights(ScoreConfig(nsfw_model="someone/nsfw-model"))
+    # a local directory that is not there (absolute or relative): named, not a Hub id error
+    for missing in ("/nope/nsfwdir", "./missing_nsfw", "models/nsfw/v1"):
+        with pytest.raises(FileNotFoundError, match=f"{missing} is not a directory"):
+            ModelScorer.check_weights(ScoreConfig(nsfw_model=missing))
+    with pytest.raises(FileNotFoundError, match="is not a directory"):  # even if downloads are on
+        ModelScorer.check_weights(ScoreConfig(nsfw_model="/nope/nsfwdir", allow_download=True))
+    with pytest.raises(FileNotFoundError, match="NSFW weights 'not a model id'"):
+        ModelScorer.check_weights(ScoreConfig(nsfw_model="not a model id"))
     with pytest.raises(ValueError, match="aesthetic_head needs clip_model"):
         ScoreConfig(aesthetic_head="x.pth")
     assert not ScoreConfig().model_scorers_enabled
