@@ -54,9 +54,11 @@ class ScoreConfig:
     below this ..."""
     static_motion: float = 0.15
     """... and their mean flow magnitude (px/frame at 256 px short side) is below this."""
-    frozen_diff: float = 0.5
+    frozen_diff: float = 1.0
     """``is_frozen`` when no flow pair moves and every pair (and consecutive samples) differs by
-    less than this mean absolute gray level (a still image held; black clips are not frozen)."""
+    less than this mean absolute gray level (a still image held; black clips are not frozen).
+    A lossy codec makes a held image pulse: x264 gave a still shot frame-to-frame differences
+    up to 1.0 and sampled ones up to 0.52."""
     camera_min_motion: float = 0.5
     """Global (camera) motion below this, in px/frame at 256 px short side (translation, or the
     zoom's displacement at the frame edge), is ``static``."""

@@ -23,6 +23,23 @@ def test_static_clip_has_no_motion_and_is_frozen():
     assert s["motion_direction"] == "none"
 
 
+@pytest.mark.parametrize("background", [1, 4])
+def test_a_still_image_through_a_codec_is_frozen(tmp_path, background):
+    """x264 makes a held image pulse (up to 0.52 grey levels between samples for background 1),
+    which a threshold at 0.5 took for change; a slow shape on the same footage is not frozen."""
+    from common.video import decode_mp4
+    from curate.synthetic import write_video
+
+    still, shape = tmp_path / "still.mp4", tmp_path / "shape.mp4"
+    write_video(still, [Shot(kind="static", seconds=2.5, background=background)], width=192,
+                height=108, fps=24.0)  # fmt: skip
+    write_video(shape, [Shot(kind="shape", seconds=2.5, background=background, speed=0.05,
+                             direction="right")], width=192, height=108, fps=24.0)  # fmt: skip
+    s = score_frames(decode_mp4(still), 24.0, CFG)
+    assert s["is_frozen"] is True and s["static_frac"] == 1.0
+    assert score_frames(decode_mp4(shape), 24.0, CFG)["is_frozen"] is False
+
+
 @pytest.mark.parametrize("direction", DIRECTIONS)
 @pytest.mark.parametrize("color", ["red", "blue"])  # blue is near the background's luma
 def test_shape_direction_is_measured(direction, color):
