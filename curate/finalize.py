@@ -3,9 +3,10 @@ and ``OUT/manifest.json``.
 
 Reads the complete waves (pyarrow, streaming the clip rows batch by batch), keeps only the
 sources of this listing, writes each clip_id once, turns duplicate sources and global-dedup
-drops into reject rows, and checks ``sources_seen == sources_ok + sources_failed``. Every
-table is validated on write (``schemas.validate``). Outputs are built under ``OUT/_work/final``
-and moved into place, so a crash here is repaired by the rerun.
+drops into reject rows, and checks that every source has one row (``sources_seen ==
+sources_ok + sources_failed + sources_duplicate``). Every table is validated on write
+(``schemas.validate``). Outputs are built under ``OUT/_work/final`` and moved into place, so a
+crash here is repaired by the rerun.
 """
 
 from __future__ import annotations
@@ -171,7 +172,8 @@ def finalize(
     counts = {
         "sources_seen": len(sources),
         "sources_ok": ok,
-        "sources_failed": len(sources) - ok,
+        "sources_failed": sum(1 for s in statuses if s == "failed"),
+        "sources_duplicate": sum(1 for s in statuses if s == "duplicate"),
         "clips_kept": clips_kept,
         "clips_rejected": sum(1 for r in rej_rows if r["clip_id"] is not None),
     }

@@ -91,7 +91,8 @@ def summary(manifest: Mapping[str, Any]) -> str:
     """A few human lines: the counts and the rejects per stage and reason."""
     c = manifest["counts"]
     lines = [
-        f"sources: {c['sources_seen']} seen, {c['sources_ok']} ok, {c['sources_failed']} failed",
+        f"sources: {c['sources_seen']} seen, {c['sources_ok']} ok, {c['sources_failed']} failed"
+        + (f", {c['sources_duplicate']} duplicate" if c.get("sources_duplicate") else ""),
         f"clips:   {c['clips_kept']} kept, {c['clips_rejected']} rejected",
     ]
     for stage, reasons in manifest.get("rejects_by_reason", {}).items():

@@ -158,10 +158,12 @@ def _checks(
         check("clips_rejected = non-caption rejects/ rows with a clip_id",
               counts.get("clips_rejected"), curate_clip_rejects)  # fmt: skip
     seen, ok, failed = (counts.get(k) for k in ("sources_seen", "sources_ok", "sources_failed"))
+    dup = counts.get("sources_duplicate", 0)  # older manifests count duplicates as failed
     if n_sources_table is not None:
         check("sources_seen = rows of sources/", seen, n_sources_table)
     elif None not in (seen, ok, failed):  # no sources/ table: the manifest against itself
-        check("sources_seen = sources_ok + sources_failed (manifest only)", seen, ok + failed)
+        check("sources_seen = sources_ok + sources_failed + sources_duplicate (manifest only)",
+              seen, ok + failed + dup)  # fmt: skip
     mreasons = manifest_reasons(manifest)
     if mreasons and "?" not in mreasons:
         for stage in sorted(set(mreasons) | set(rejects)):

@@ -150,8 +150,11 @@ TABLES: dict[str, pa.Schema] = {
     "latents": LATENTS,
 }
 
-MANIFEST_COUNTS = ("sources_seen", "sources_ok", "sources_failed", "clips_kept", "clips_rejected")
-"""Counts every manifest.json carries. sources_seen == sources_ok + sources_failed, always."""
+MANIFEST_COUNTS = ("sources_seen", "sources_ok", "sources_failed", "sources_duplicate",
+                   "clips_kept", "clips_rejected")  # fmt: skip
+"""Counts every manifest.json carries. sources_seen == sources_ok + sources_failed +
+sources_duplicate, always (manifests before stop 35 have no sources_duplicate: their
+sources_failed counts the duplicates)."""
 
 MANIFEST_FIELDS = (
     "run_id",

@@ -36,7 +36,7 @@ def test_demo_end_to_end_reduced(tmp_path, ray_session):
 
     # The manifest accounts for every source and matches the shards.
     c = json.loads((data / "manifest.json").read_text())["counts"]
-    assert c["sources_seen"] == c["sources_ok"] + c["sources_failed"]
+    assert c["sources_seen"] == c["sources_ok"] + c["sources_failed"] + c["sources_duplicate"]
     assert c["sources_seen"] >= 2
     assert c["clips_kept"] == counts["clips"]
 

@@ -103,7 +103,7 @@ def test_a_rerun_retries_sources_that_timed_out(ray_session, tmp_path, bikes_mp4
     assert m["rejects_by_reason"]["clip"] == {"decode_timeout": 1}
     m = run_curate([str(bikes_mp4)], out, cfg)
     assert m["counts"] == {"sources_seen": 1, "sources_ok": 1, "sources_failed": 0,
-                           "clips_kept": 5, "clips_rejected": 0}  # fmt: skip
+                           "sources_duplicate": 0, "clips_kept": 5, "clips_rejected": 0}  # fmt: skip
     assert "clip" not in m["rejects_by_reason"] and len(complete_waves(out)) == 2
     [src] = read(out, "sources")
     assert src["status"] == "ok" and src["num_clips"] == 5
