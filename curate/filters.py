@@ -4,7 +4,8 @@ Rules run in the fixed order of ``RULES`` (the order of FilterConfig's fields); 
 that trips names the drop: ``{"reason": rule name, "detail": "motion=0.0100 < min_motion=0.05",
 "value": 0.01}``, written as a ``stage=filter`` reject. A null score (scorer disabled or failed)
 never trips its rule; ``check_filter_config`` refuses, at start, a rule whose scorer is off.
-With ``score_only`` nothing is dropped (``evaluate_rules`` still reports what would be).
+With ``score_only`` nothing is dropped; finalize counts what would be (``evaluate_rules``) in
+the manifest's ``filters_would_drop``.
 """
 
 from __future__ import annotations

@@ -118,6 +118,10 @@ def finalize(
 
     kept_ids: set[str] = set()
     kept_per_source: Counter[str] = Counter()
+    # score_only keeps every clip; what the filters would have dropped is still counted
+    would_drop: Counter[str] | None = Counter() if cfg.filters.score_only else None
+    if would_drop is not None:
+        from curate.filters import evaluate_rules
 
     def batches() -> Iterator[pa.Table]:
         for ds, keys in parts:
@@ -147,6 +151,10 @@ def finalize(
                 kept = t.filter(pa.array(keep, pa.bool_()))
                 kept_ids.update(kept.column("clip_id").to_pylist())
                 kept_per_source.update(kept.column("source_id").to_pylist())
+                if would_drop is not None:
+                    for row in kept.drop_columns(["video"]).to_pylist():
+                        if trips := evaluate_rules(row, cfg.filters):  # the first names it
+                            would_drop[trips[0]["reason"]] += 1
                 yield kept
 
     clips_kept = write_shards(clip_tables(), final / "clips", "clips", cfg)
@@ -195,7 +203,8 @@ def finalize(
     _refresh_pairs(out, kept_set)
     manifest = build_manifest(
         run_id, config_dict(cfg), counts, rejects_by_reason(rej_rows),
-        extra={"waves": len(waves), "rejects": len(rej_rows)},
+        extra={"waves": len(waves), "rejects": len(rej_rows),
+               **({} if would_drop is None else {"filters_would_drop": dict(would_drop)})},
     )  # fmt: skip
     try:
         previous = read_manifest(out)

@@ -97,4 +97,8 @@ def summary(manifest: Mapping[str, Any]) -> str:
     ]
     for stage, reasons in manifest.get("rejects_by_reason", {}).items():
         lines.append(f"  {stage:8s} " + ", ".join(f"{r}={n}" for r, n in reasons.items()))
+    if "filters_would_drop" in manifest:  # score_only: nothing was dropped by the filters
+        would = manifest["filters_would_drop"]
+        lines.append("score_only: the filters would drop "
+                     + (", ".join(f"{r}={n}" for r, n in sorted(would.items())) or "nothing"))  # fmt: skip
     return "\n".join(lines)

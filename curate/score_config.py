@@ -159,7 +159,9 @@ class FilterConfig:
     """
 
     score_only: bool = False
-    """Keep every clip and only record the scores (no filter drops)."""
+    """Keep every clip and only record the scores (no filter drops); the manifest's
+    ``filters_would_drop`` counts, per reason, the kept clips the filters would have dropped.
+    Dedup still drops near-duplicates (``dedup.enabled``)."""
     drop_black: bool = True
     """Drop black clips (``is_black``), reason ``black``."""
     drop_frozen: bool = False

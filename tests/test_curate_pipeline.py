@@ -383,6 +383,17 @@ def test_sources_num_clips_counts_the_clips_written(ray_session, tmp_path, bikes
     m = run_curate([str(bikes_mp4)], tmp_path / "strict", strict)
     assert m["counts"]["clips_kept"] == 0 and m["rejects_by_reason"]["filter"] == {"min_motion": 5}
     assert [s["num_clips"] for s in read(tmp_path / "strict", "sources")] == [0]
+    # score_only keeps them all and counts what the filters would have dropped
+    from curate.manifest import summary
+
+    motions = sorted(c["motion"] for c in read(out, "clips"))
+    low = sum(1 for v in motions if v < motions[2])
+    audit = replace_cfg(cfg, filters=FilterConfig(score_only=True, min_motion=motions[2]))
+    m = run_curate([str(bikes_mp4)], tmp_path / "audit", audit)
+    assert m["counts"]["clips_kept"] == 5 and "filter" not in m["rejects_by_reason"]
+    assert low >= 1 and m["filters_would_drop"] == {"min_motion": low}
+    assert f"score_only: the filters would drop min_motion={low}" in summary(m)
+    assert "filters_would_drop" not in run_curate([str(bikes_mp4)], out, cfg)  # only score_only
     # recaption after a run that kept no clip: nothing to caption, not "run curate first"
     from recaption.config import RecaptionConfig
     from recaption.pipeline import run_recaption
