@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from common.config import ConfigError
 from common.openclip import is_weights_file, needs_quick_gelu
 from curate.score_config import ScoreConfig
 
@@ -49,6 +50,29 @@ def register_model_config(cfg: ScoreConfig) -> None:
         if not p.is_file():
             raise FileNotFoundError(f"curate.score.clip_model_config {p} does not exist")
         open_clip.add_model_config(p)
+
+
+def check_head_sizes(cfg: ScoreConfig) -> None:
+    """ConfigError when a head on CLIP embeddings (aesthetic, NSFW) takes another embedding size
+    than the open_clip model's config gives: found at start, not in the actors after the split."""
+    import open_clip
+
+    from curate.score_aesthetic import load_head
+    from curate.score_nsfw import is_head
+
+    heads = [cfg.aesthetic_head] if cfg.aesthetic_head else []
+    heads += [cfg.nsfw_model] if cfg.nsfw_model and is_head(cfg.nsfw_model) else []
+    if not cfg.clip_model or not heads:
+        return
+    register_model_config(cfg)
+    dim = (open_clip.get_model_config(cfg.clip_model) or {}).get("embed_dim")
+    if dim is None:
+        return  # the model gives its size only once built (ModelScorer checks it then)
+    for h in heads:
+        try:
+            load_head(h, int(dim))
+        except ValueError as e:
+            raise ConfigError(f"{e} (curate.score.clip_model={cfg.clip_model})") from None
 
 
 def check_clip_weights(cfg: ScoreConfig) -> None:
@@ -185,6 +209,7 @@ class ModelScorer:
                 f"aesthetic head {cfg.aesthetic_head} does not exist: {AESTHETIC_HELP}"
             )
         check_nsfw_weights(cfg)
+        check_head_sizes(cfg)
 
     def _score_rows(self, frames: list[list[bytes]]) -> dict[str, list[Any]]:
         """Scores of clips given as lists of JPEG key frames (raises on any failure)."""

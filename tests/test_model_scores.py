@@ -126,6 +126,19 @@ def test_head_shape_mismatch_is_named(tmp_path):
         load_head(p, 32)
 
 
+def test_a_head_of_another_embedding_size_is_refused_at_start(tiny_clip, tmp_path):
+    """Named before the split runs (it failed in the model actors' start, after it)."""
+    from common.config import ConfigError
+
+    wide = tmp_path / "wide.pth"
+    torch.save(torch.nn.Linear(768, 1).state_dict(), wide)
+    ModelScorer.check_weights(score_cfg(tiny_clip))  # the tiny head fits the tiny model
+    for cfg in (score_cfg(tiny_clip, aesthetic_head=str(wide)),
+                score_cfg(tiny_clip, nsfw_model=str(wide))):  # fmt: skip
+        with pytest.raises(ConfigError, match="takes 768-d embeddings .* gives 32-d"):
+            ModelScorer.check_weights(cfg)
+
+
 @pytest.fixture(scope="module")
 def tiny_classifier(tmp_path_factory):
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
