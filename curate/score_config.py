@@ -203,6 +203,29 @@ class FilterConfig:
             raise ValueError(
                 f"camera_motion_not_in: unknown class(es) {unknown}; known: {list(CAMERA_CLASSES)}"
             )
+        # a threshold outside its score's range can never trip (or always does): a mistake
+        ranges = {**dict.fromkeys(_SHARES, (0.0, 1.0)), **dict.fromkeys(_LUMAS, (0.0, 255.0))}
+        for name in (*_SHARES, *_LUMAS, *_NON_NEGATIVE):
+            v = getattr(self, name)
+            lo, hi = ranges.get(name, (0.0, float("inf")))
+            if v is not None and not lo <= v <= hi:
+                span = f"between {lo:g} and {hi:g}" if hi != float("inf") else "at least 0"
+                raise ValueError(f"{name}={v:g}: must be {span} (null turns the rule off)")
+        for lo_name, hi_name in (("min_luma", "max_luma"), ("min_motion", "max_motion")):
+            lo, hi = getattr(self, lo_name), getattr(self, hi_name)
+            if lo is not None and hi is not None and lo > hi:
+                raise ValueError(
+                    f"{lo_name}={lo:g} > {hi_name}={hi:g}: every clip would be dropped"
+                )
+
+
+_SHARES = ("max_dark_frac", "max_bright_frac", "max_static_frac", "min_camera_confidence",
+           "max_text_area", "max_nsfw")  # fmt: skip
+"""FilterConfig thresholds on a share or a probability (0..1)."""
+_LUMAS = ("min_luma", "max_luma")
+"""FilterConfig thresholds on a mean luma (0..255)."""
+_NON_NEGATIVE = ("min_seconds", "min_motion", "max_motion", "min_sharpness", "min_colorfulness")
+"""FilterConfig thresholds on a score that is never negative."""
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,20 @@ def test_config_check_and_yaml_coercion():
         from_dict(FilterConfig, {"camera_motion_not_in": ["wobbly"]})
 
 
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [({"max_text_area": 1.5}, "max_text_area=1.5: must be between 0 and 1"),
+     ({"max_nsfw": -0.1}, "max_nsfw=-0.1: must be between 0 and 1"),
+     ({"min_luma": 300.0}, "min_luma=300: must be between 0 and 255"),
+     ({"min_motion": -1.0}, "min_motion=-1: must be at least 0"),
+     ({"min_luma": 200.0, "max_luma": 100.0}, "min_luma=200 > max_luma=100")],
+)  # fmt: skip
+def test_thresholds_outside_their_scores_range_are_refused(bad, said):
+    with pytest.raises(ValueError, match=said):
+        FilterConfig(**bad)
+    FilterConfig(max_text_area=1.0, max_nsfw=0.0, min_luma=0.0, max_luma=255.0)  # the bounds
+
+
 def test_filter_stage_turns_model_errors_and_rule_failures_into_rejects():
     """The pipeline's filter stage: a failed model score is a ``stage=score`` reject, a rule
     failure a ``stage=filter`` reject, a passing clip stays; non-clip rows pass untouched."""
