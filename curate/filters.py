@@ -3,7 +3,8 @@
 Rules run in the fixed order of ``RULES`` (the order of FilterConfig's fields); the first rule
 that trips names the drop: ``{"reason": rule name, "detail": "motion=0.0100 < min_motion=0.05",
 "value": 0.01}``, written as a ``stage=filter`` reject. A null score (scorer disabled or failed)
-never trips its rule; ``check_filter_config`` refuses, at start, a rule whose scorer is off.
+never trips its rule: the manifest's ``filters_unjudged`` counts the kept clips each rule could
+not judge; ``check_filter_config`` refuses, at start, a rule whose scorer is off.
 With ``score_only`` nothing is dropped; finalize counts what would be (``evaluate_rules``) in
 the manifest's ``filters_would_drop``.
 """
@@ -114,6 +115,39 @@ def _check(rule: Rule, row: dict[str, Any], cfg: FilterConfig) -> dict[str, Any]
         return {"reason": rule.reason, "detail": f"{rule.column}={a} > {rule.field}={b}",
                 "value": v}  # fmt: skip
     return None
+
+
+def _active(rule: Rule, cfg: FilterConfig) -> bool:
+    setting = getattr(cfg, rule.field)
+    return not (setting is None or setting is False or setting == ())
+
+
+def rule_columns(cfg: FilterConfig) -> list[str]:
+    """The clip columns the active rules read (``seconds`` from the span or frame count)."""
+    cols = {r.column for r in RULES if _active(r, cfg)}
+    if "seconds" in cols:
+        cols |= {"start_s", "end_s", "num_frames", "fps"}
+    if "camera_motion" in cols:
+        cols.add("camera_confidence")
+    return sorted(cols - {"seconds"})
+
+
+def unjudged(table: Any, cfg: FilterConfig) -> dict[str, int]:
+    """Per active rule, the rows of a pyarrow ``table`` whose score is null or NaN: the rule
+    could not judge them, so they passed it (a scorer that failed, or OCR not installed)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = {}
+    for r in RULES:
+        if not _active(r, cfg) or r.column == "seconds" or r.column not in table.column_names:
+            continue
+        col = table.column(r.column)
+        missing = pc.is_null(col, nan_is_null=pa.types.is_floating(col.type))
+        n = int(pc.sum(missing).as_py() or 0)
+        if n:
+            out[r.reason] = n
+    return out
 
 
 def evaluate_rules(row: dict[str, Any], cfg: FilterConfig) -> list[dict[str, Any]]:

@@ -120,8 +120,12 @@ def finalize(
     kept_per_source: Counter[str] = Counter()
     # score_only keeps every clip; what the filters would have dropped is still counted
     would_drop: Counter[str] | None = Counter() if cfg.filters.score_only else None
-    if would_drop is not None:
-        from curate.filters import evaluate_rules
+    # a rule cannot judge a clip whose score is null (its scorer failed, or OCR is not
+    # installed): such clips pass it, and are counted
+    from curate.filters import evaluate_rules, rule_columns, unjudged
+
+    not_judged: Counter[str] = Counter()
+    rule_cols = rule_columns(cfg.filters)
 
     def batches() -> Iterator[pa.Table]:
         for ds, keys in parts:
@@ -151,8 +155,10 @@ def finalize(
                 kept = t.filter(pa.array(keep, pa.bool_()))
                 kept_ids.update(kept.column("clip_id").to_pylist())
                 kept_per_source.update(kept.column("source_id").to_pylist())
+                not_judged.update(unjudged(kept, cfg.filters))
                 if would_drop is not None:
-                    for row in kept.drop_columns(["video"]).to_pylist():
+                    cols = [c for c in rule_cols if c in kept.column_names]
+                    for row in kept.select(cols).to_pylist():
                         if trips := evaluate_rules(row, cfg.filters):  # the first names it
                             would_drop[trips[0]["reason"]] += 1
                 yield kept
@@ -204,7 +210,8 @@ def finalize(
     manifest = build_manifest(
         run_id, config_dict(cfg), counts, rejects_by_reason(rej_rows),
         extra={"waves": len(waves), "rejects": len(rej_rows),
-               **({} if would_drop is None else {"filters_would_drop": dict(would_drop)})},
+               **({} if would_drop is None else {"filters_would_drop": dict(would_drop)}),
+               **({"filters_unjudged": dict(not_judged)} if not_judged else {})},
     )  # fmt: skip
     try:
         previous = read_manifest(out)

@@ -101,4 +101,7 @@ def summary(manifest: Mapping[str, Any]) -> str:
         would = manifest["filters_would_drop"]
         lines.append("score_only: the filters would drop "
                      + (", ".join(f"{r}={n}" for r, n in sorted(would.items())) or "nothing"))  # fmt: skip
+    if manifest.get("filters_unjudged"):  # null scores pass their rule
+        lines.append("not judged (null score, kept): " + ", ".join(
+            f"{r}={n}" for r, n in sorted(manifest["filters_unjudged"].items())))  # fmt: skip
     return "\n".join(lines)

@@ -106,6 +106,24 @@ def test_thresholds_outside_their_scores_range_are_refused(bad, said):
     FilterConfig(max_text_area=1.0, max_nsfw=0.0, min_luma=0.0, max_luma=255.0)  # the bounds
 
 
+def test_rules_that_could_not_judge_a_clip_are_counted():
+    import pyarrow as pa
+
+    from curate.filters import unjudged
+    from curate.manifest import summary
+
+    t = pa.table({"text_area": pa.array([0.1, None, None], pa.float64()),
+                  "motion": pa.array([float("nan"), 1.0, 2.0]),
+                  "is_black": pa.array([False, False, None]),
+                  "sharpness": pa.array([None, None, None], pa.float64())})  # fmt: skip
+    cfg = FilterConfig(max_text_area=0.2, min_motion=0.5)  # sharpness: no rule, not counted
+    assert unjudged(t, cfg) == {"max_text_area": 2, "min_motion": 1, "black": 1}
+    assert unjudged(t, FilterConfig(drop_black=False)) == {}
+    m = {"counts": {"sources_seen": 1, "sources_ok": 1, "sources_failed": 0, "clips_kept": 3,
+                    "clips_rejected": 0}, "filters_unjudged": {"max_text_area": 2}}  # fmt: skip
+    assert "not judged (null score, kept): max_text_area=2" in summary(m)
+
+
 def test_filter_stage_turns_model_errors_and_rule_failures_into_rejects():
     """The pipeline's filter stage: a failed model score is a ``stage=score`` reject, a rule
     failure a ``stage=filter`` reject, a passing clip stays; non-clip rows pass untouched."""
