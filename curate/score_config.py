@@ -55,10 +55,11 @@ class ScoreConfig:
     static_motion: float = 0.15
     """... and their mean flow magnitude (px/frame at 256 px short side) is below this."""
     frozen_diff: float = 1.0
-    """``is_frozen`` when no flow pair moves and every pair (and consecutive samples) differs by
-    less than this mean absolute gray level (a still image held; black clips are not frozen).
-    A lossy codec makes a held image pulse: x264 gave a still shot frame-to-frame differences
-    up to 1.0 and sampled ones up to 0.52."""
+    """``is_frozen`` when no flow pair moves and every pair, consecutive samples and the first
+    and last samples differ by less than this mean absolute gray level (a still image held;
+    black clips are not frozen). A lossy codec makes a held image pulse: x264 gave a still
+    shot frame-to-frame differences up to 1.0 and sampled ones up to 0.52; a slow zoom differs
+    as little between neighbours, but drifts from its first frame."""
     camera_min_motion: float = 0.5
     """Global (camera) motion below this, in px/frame at 256 px short side (translation, or the
     zoom's displacement at the frame edge), is ``static``."""

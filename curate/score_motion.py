@@ -76,7 +76,16 @@ def score(ctx: ScoreContext) -> dict[str, Any]:
     still = moving < cfg.object_min_area
     static = still & (diffs < cfg.static_diff) & (mags < cfg.static_motion)
     black = float(ctx.gray.mean()) <= cfg.black_luma
-    frozen = still.all() and (ctx.diffs < cfg.frozen_diff).all() and (diffs < cfg.frozen_diff).all()
+    # a held image only pulses with the codec; a slow camera move also drifts: its first and
+    # last samples differ more than any two neighbours
+    g = ctx.gray
+    drift = float(np.abs(g[0].astype(np.int16) - g[-1].astype(np.int16)).mean())
+    frozen = (
+        still.all()
+        and (ctx.diffs < cfg.frozen_diff).all()
+        and (diffs < cfg.frozen_diff).all()
+        and drift < cfg.frozen_diff
+    )
     return {
         "motion": float(mags.mean()),
         "frame_diff": float(diffs.mean()),
