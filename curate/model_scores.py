@@ -65,9 +65,10 @@ def check_head_sizes(cfg: ScoreConfig) -> None:
     if not cfg.clip_model or not heads:
         return
     register_model_config(cfg)
-    dim = (open_clip.get_model_config(cfg.clip_model) or {}).get("embed_dim")
-    if dim is None:
-        return  # the model gives its size only once built (ModelScorer checks it then)
+    config = open_clip.get_model_config(cfg.clip_model) or {}
+    dim, vision = config.get("embed_dim"), config.get("vision_cfg") or {}
+    if dim is None or (vision.get("timm_model_name") and vision.get("timm_proj") in (None, "none")):
+        return  # a timm trunk without projection gives its own width: ModelScorer checks it built
     for h in heads:
         try:
             load_head(h, int(dim))

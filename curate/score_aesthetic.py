@@ -91,7 +91,8 @@ def load_head(path: str | Path, embed_dim: int | None = None) -> LinearStack:
     if embed_dim is not None and head.in_features != embed_dim:
         raise ValueError(
             f"head {path} takes {head.in_features}-d embeddings but the open_clip model gives "
-            f"{embed_dim}-d (the LAION aesthetic heads need ViT-L-14)"
+            f"{embed_dim}-d"
+            + (" (the LAION aesthetic heads need ViT-L-14)" if head.in_features == 768 else "")
         )
     return head
 
