@@ -99,7 +99,7 @@ def summary(manifest: Mapping[str, Any]) -> str:
         lines.append(f"  {stage:8s} " + ", ".join(f"{r}={n}" for r, n in reasons.items()))
     if "filters_would_drop" in manifest:  # score_only: nothing was dropped by the filters
         would = manifest["filters_would_drop"]
-        lines.append("score_only: the filters would drop "
+        lines.append("score_only: of the clips kept after dedup, the filters would drop "
                      + (", ".join(f"{r}={n}" for r, n in sorted(would.items())) or "nothing"))  # fmt: skip
     if manifest.get("filters_unjudged"):  # null scores pass their rule
         lines.append("not judged (null score, kept): " + ", ".join(

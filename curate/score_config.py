@@ -162,7 +162,8 @@ class FilterConfig:
     score_only: bool = False
     """Keep every clip and only record the scores (no filter drops); the manifest's
     ``filters_would_drop`` counts, per reason, the kept clips the filters would have dropped.
-    Dedup still drops near-duplicates (``dedup.enabled``)."""
+    Dedup still drops near-duplicates (``dedup.enabled``), and runs first: a clip a filter
+    would drop can be the copy dedup kept, so the counts can differ from a run with filters."""
     drop_black: bool = True
     """Drop black clips (``is_black``), reason ``black``."""
     drop_frozen: bool = False

@@ -392,7 +392,7 @@ def test_sources_num_clips_counts_the_clips_written(ray_session, tmp_path, bikes
     m = run_curate([str(bikes_mp4)], tmp_path / "audit", audit)
     assert m["counts"]["clips_kept"] == 5 and "filter" not in m["rejects_by_reason"]
     assert low >= 1 and m["filters_would_drop"] == {"min_motion": low}
-    assert f"score_only: the filters would drop min_motion={low}" in summary(m)
+    assert f"the filters would drop min_motion={low}" in summary(m)
     assert "filters_unjudged" not in m  # every clip had its motion score
     assert "filters_would_drop" not in run_curate([str(bikes_mp4)], out, cfg)  # only score_only
     # recaption after a run that kept no clip: nothing to caption, not "run curate first"
