@@ -75,10 +75,15 @@ def _fmt(value: float, limit: float) -> tuple[str, str]:
     return repr(value), b
 
 
-def _check(rule: Rule, row: dict[str, Any], cfg: FilterConfig) -> dict[str, Any] | None:
+def _active(rule: Rule, cfg: FilterConfig) -> bool:
     setting = getattr(cfg, rule.field)
-    if setting is None or setting is False or setting == ():
+    return not (setting is None or setting is False or setting == ())
+
+
+def _check(rule: Rule, row: dict[str, Any], cfg: FilterConfig) -> dict[str, Any] | None:
+    if not _active(rule, cfg):
         return None
+    setting = getattr(cfg, rule.field)
     value = _seconds(row) if rule.column == "seconds" else row.get(rule.column)
     if value is None or (isinstance(value, float) and value != value):  # null / NaN: no verdict
         return None
@@ -115,11 +120,6 @@ def _check(rule: Rule, row: dict[str, Any], cfg: FilterConfig) -> dict[str, Any]
         return {"reason": rule.reason, "detail": f"{rule.column}={a} > {rule.field}={b}",
                 "value": v}  # fmt: skip
     return None
-
-
-def _active(rule: Rule, cfg: FilterConfig) -> bool:
-    setting = getattr(cfg, rule.field)
-    return not (setting is None or setting is False or setting == ())
 
 
 def rule_columns(cfg: FilterConfig) -> list[str]:

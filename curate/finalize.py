@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.config import CurateConfig, config_dict
+from curate.filters import evaluate_rules, rule_columns, unjudged
 from curate.manifest import build_manifest, read_manifest, rejects_by_reason, write_json_atomic
 from curate.sources import Source
 from schemas.tables import CLIPS, REJECTS, SOURCES
@@ -122,8 +123,6 @@ def finalize(
     would_drop: Counter[str] | None = Counter() if cfg.filters.score_only else None
     # a rule cannot judge a clip whose score is null (its scorer failed, or OCR is not
     # installed): such clips pass it, and are counted
-    from curate.filters import evaluate_rules, rule_columns, unjudged
-
     not_judged: Counter[str] = Counter()
     rule_cols = rule_columns(cfg.filters)
 

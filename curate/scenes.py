@@ -10,8 +10,9 @@ chunks from the scene's first usable frame; a leftover shorter than ``min_second
 Spans are measured in the frames' own timestamps, so ``min_seconds``/``max_seconds`` hold for a
 variable-frame-rate source too (a phone slowing to 15 fps in low light holds fewer frames per
 second than its average rate says); frame counts (fades, trims, the detector's lag) use the
-rate the planner is given (the split gives the frames' typical rate). A pause in the timestamps (over ``GAP_CUT_S``) is a cut, and so is a jump back
-(two streams joined, a reset clock): the timeline goes on one period after the frame before.
+rate the planner is given (the split gives the frames' typical rate). A pause in the timestamps
+(over ``GAP_CUT_S``) is a cut, and so is a jump back (two streams joined, a reset clock): the
+timeline goes on one period after the frame before.
 """
 
 from __future__ import annotations
