@@ -159,7 +159,8 @@ def load_pair_clips(args) -> tuple[list[np.ndarray], list[str], list[tuple | Non
     import pyarrow.parquet as pq
 
     from common.video import decode_mp4
-    from train.data import pair_files, resize_crop
+    from train.data import resize_crop
+    from train.index import pair_files
 
     span = (args.frames - 1) * args.stride + 1
     tbl = pa.concat_tables(

@@ -27,17 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common.raylib import init_ray  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
-from train.data import (  # noqa: E402
-    build_rank_dataset,
-    make_plan_dataset,
-    pair_files,
-    plan_rows,
-    scan_pairs,
-    unique_captions,
-    unpack_batch,
-)
+from train.data import build_rank_dataset, make_plan_dataset, plan_rows, unpack_batch  # noqa: E402
 from train.embeddings import embed_captions  # noqa: E402
 from train.flow import flow_loss  # noqa: E402
+from train.index import pair_files, scan_pairs, unique_captions  # noqa: E402
 from train.model import DiT, ModelConfig, model_flops  # noqa: E402
 from train.synthetic_pairs import make_synthetic_pairs  # noqa: E402
 

@@ -70,7 +70,8 @@ def finalize(
     address: str | None = None,
 ) -> dict[str, Any]:
     """Write the final tables and the manifest; returns the manifest."""
-    from curate.pipeline import STAGED, dedup_drops, staged_dataset, wave_owners, write_shards
+    from curate.pipeline import dedup_drops, staged_dataset, wave_owners, write_shards
+    from curate.stages import STAGED
 
     current = {(s.source_id, s.path) for s in unique if not s.error}
     owner = wave_owners(waves)

@@ -152,7 +152,7 @@ def test_scores_come_from_the_clip_frames(monkeypatch, bikes_mp4):
 
 
 def test_filter_stage_turns_clips_into_named_rejects(monkeypatch):
-    from curate.pipeline import filter_batch, to_staged
+    from curate.stages import filter_batch, to_staged
 
     def apply_filters(row, cfg):
         if row["motion"] < 1.0:
@@ -478,7 +478,7 @@ def test_a_source_that_kills_its_worker_every_time_is_a_reject(
     def killer(batch, cfg, scratch):  # pickled by value: the workers run this one
         import os
 
-        from curate.pipeline import filter_batch, split_batch
+        from curate.stages import filter_batch, split_batch
 
         if any(p.endswith("kill.mp4") for p in batch.column("source_path").to_pylist()):
             os._exit(1)  # the worker process dies, as under the OOM killer

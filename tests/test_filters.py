@@ -128,7 +128,7 @@ def test_filter_stage_turns_model_errors_and_rule_failures_into_rejects():
     """The pipeline's filter stage: a failed model score is a ``stage=score`` reject, a rule
     failure a ``stage=filter`` reject, a passing clip stays; non-clip rows pass untouched."""
     from curate.config import CurateConfig
-    from curate.pipeline import filter_batch, to_staged
+    from curate.stages import filter_batch, to_staged
 
     cfg = from_dict(CurateConfig, {"filters": {"min_seconds": 1.0}})
     base = {"_kind": "clip", "source_id": "s", "source_path": "a.mp4", "video": b"x"}

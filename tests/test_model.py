@@ -7,18 +7,9 @@ import math
 import pytest
 import torch
 
-from train.model import (
-    MODEL_PRESETS,
-    DiT,
-    ModelConfig,
-    apply_rope,
-    count_params,
-    model_flops,
-    rope_angles,
-    rope_axis_dims,
-    sincos_position_embedding,
-)
+from train.model import MODEL_PRESETS, DiT, ModelConfig, count_params, model_flops
 from train.model import Attention as Attn
+from train.positions import apply_rope, rope_angles, rope_axis_dims, sincos_position_embedding
 
 TEXT_DIM = 24
 

@@ -73,7 +73,7 @@ def test_a_failed_alignment_never_skips_min_alignment():
     Without min_alignment its alignment is null."""
     import pyarrow as pa
 
-    from recaption.pipeline import STAGED, AlignmentStage
+    from recaption.stages import STAGED, AlignmentStage
 
     class Scorer:
         def score(self, frames, texts):

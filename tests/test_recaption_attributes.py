@@ -173,7 +173,7 @@ def test_missing_clips_dir_fails_fast(tmp_path):
 
 
 def test_a_failing_backend_makes_model_error_rows_not_a_crash(tmp_path, monkeypatch):
-    from recaption.pipeline import CaptionStage
+    from recaption.stages import CaptionStage
 
     rows = write_clips(tmp_path, SHOTS[:2])
     batch = pq.read_table(next((tmp_path / "clips").glob("*.parquet")))

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate.pipeline import STAGED, to_staged
+from curate.stages import STAGED, to_staged
 from schemas.tables import CLIPS, REJECTS, SOURCES
 from schemas.validate import SchemaError, check_file, rows_to_table, write_table
 

@@ -19,10 +19,7 @@ from train.data import (
     load_local_batch,
     make_plan_dataset,
     nearest_bucket,
-    pair_files,
     plan_rows,
-    scan_pairs,
-    unique_captions,
     unpack_batch,
 )
 from train.embeddings import (
@@ -33,6 +30,7 @@ from train.embeddings import (
     token_stats,
     write_embeddings,
 )
+from train.index import pair_files, scan_pairs, unique_captions
 from train.synthetic_pairs import make_synthetic_pairs
 
 SIZES = ((48, 32), (32, 32), (32, 48))  # (width, height): one per bucket
@@ -339,7 +337,7 @@ def test_where_keeps_only_matching_pairs_and_the_plan_uses_them(pairs):
     assert set(kept.column("clip_id").to_pylist()) == want
     assert kept.num_rows == len(want)
     assert kept.column_names == index.column_names  # the condition columns are not kept
-    from train.data import pairs_total
+    from train.index import pairs_total
 
     assert pairs_total(kept) == pairs_total(index) == full.num_rows == index.num_rows
     # caption_idx indexes the kept captions only

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from train.config import TrainConfig
-from train.data import pair_files, scan_pairs
+from train.index import pair_files, scan_pairs
 from train.loop import train
 from train.model import ModelConfig
 from train.synthetic_pairs import make_synthetic_pairs
@@ -168,8 +168,8 @@ def test_fsdp2_with_grad_accum_trains_checkpoints_and_resumes(ray_session, pairs
     model, state = load_for_generation(run)  # strict load: every full-size weight is there
     assert state["step"] == 4 and model.config.hidden == 32
     # text_norm: the statistics of the run's training captions, in the checkpoint
-    from train.data import unique_captions
     from train.embeddings import read_embeddings, token_covariance, token_stats
+    from train.index import unique_captions
 
     captions = unique_captions(kept)  # the kept clips' captions and their augmented variants
     n_captions = len(captions)

@@ -11,14 +11,9 @@ from common.config import ConfigError
 from schemas.validate import write_table
 from train.augment import MIRROR, augmented_caption
 from train.config import TrainConfig
-from train.data import (
-    load_local_batch,
-    pair_files,
-    plan_rows,
-    scan_pairs,
-    unique_captions,
-)
+from train.data import load_local_batch, plan_rows
 from train.embeddings import write_embeddings
+from train.index import pair_files, scan_pairs, unique_captions
 from train.synthetic_pairs import make_synthetic_pairs
 
 

@@ -21,16 +21,9 @@ from common.config import to_dict
 from train.augment import MIRROR, REVERSE
 from train.checkpoint import latest_checkpoint
 from train.config import TrainConfig
-from train.data import (
-    RankDataConfig,
-    make_plan_dataset,
-    pair_files,
-    pairs_total,
-    plan_rows,
-    scan_pairs,
-    unique_captions,
-)
+from train.data import RankDataConfig, make_plan_dataset, plan_rows
 from train.embeddings import embed_captions, token_covariance, token_stats
+from train.index import pair_files, pairs_total, scan_pairs, unique_captions
 from train.text import check_text_encoder
 from train.worker import train_loop_per_worker
 
