@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from text_faithfulness import AXIS, summarize  # noqa: E402
+from faithfulness_scores import AXIS, summarize  # noqa: E402
 
 from common.demo import shape_prompt  # noqa: E402
 from curate.oracle import read_clip  # noqa: E402

@@ -35,7 +35,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from text_faithfulness import OPPOSITE, caption_losses, split_combos, summarize  # noqa: E402
+from faithfulness_scores import OPPOSITE, caption_losses, summarize  # noqa: E402
+from text_faithfulness import split_combos  # noqa: E402
 
 from curate.oracle import read_clip  # noqa: E402
 from curate.synthetic import COLORS, DIRECTIONS, SHAPES, Shot, caption_for, render_shot  # noqa: E402

@@ -19,6 +19,7 @@ _spec = importlib.util.spec_from_file_location("text_faithfulness", _PATH)
 tf = importlib.util.module_from_spec(_spec)
 sys.modules["text_faithfulness"] = tf
 _spec.loader.exec_module(tf)
+import faithfulness_scores as fs  # noqa: E402 - on sys.path once text_faithfulness is loaded
 
 
 def test_split_holds_combos_out_but_keeps_their_colours_and_directions():
@@ -125,14 +126,14 @@ def test_summarize_counts_colour_direction_both_and_presence():
         row("blue", "up", "green", "up", 0.5),
         row("blue", "up", None, None, 0.0),
     ]
-    assert tf.summarize([row("red", "left", "red", "right", 1.0)])["axis"] == 1.0
-    s = tf.summarize(rows)
+    assert fs.summarize([row("red", "left", "red", "right", 1.0)])["axis"] == 1.0
+    s = fs.summarize(rows)
     assert s["n"] == 4
     assert s["color"] == 0.5 and s["direction"] == 0.5 and s["both"] == 0.25
     assert s["axis"] == 0.5  # "up" for "left" and no reading are off-axis
     assert s["presence"] == 0.625
-    assert math.isnan(tf.summarize([])["both"])
-    ch = tf.chance()
+    assert math.isnan(fs.summarize([])["both"])
+    ch = fs.chance()
     assert ch["color"] == 1 / 8 and ch["direction"] == 1 / 4 and ch["both"] == 1 / 32
     res = {
         "mode": "cpu",
@@ -163,11 +164,11 @@ def test_summarize_counts_colour_direction_both_and_presence():
 
 def test_swap_attribute_changes_only_that_word():
     cap = "a red circle moving left"
-    assert tf.opposite_direction(cap) == "a red circle moving right"
-    assert tf.opposite_direction("a blue square moving down") == "a blue square moving up"
-    swapped = {tf.swap_attribute(cap, "direction", k) for k in range(3)}
+    assert fs.opposite_direction(cap) == "a red circle moving right"
+    assert fs.opposite_direction("a blue square moving down") == "a blue square moving up"
+    swapped = {fs.swap_attribute(cap, "direction", k) for k in range(3)}
     assert swapped == {f"a red circle moving {d}" for d in ("right", "up", "down")}
-    colours = {tf.swap_attribute(cap, "color", k) for k in range(7)}
+    colours = {fs.swap_attribute(cap, "color", k) for k in range(7)}
     assert len(colours) == 7 and all(c.endswith(" circle moving left") for c in colours)
     assert cap not in colours
 
