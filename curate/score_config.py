@@ -262,6 +262,10 @@ class DedupConfig:
     num_partitions: int = 4
     """Shuffle partitions of the band-key groupby (Ray Data's sort shuffle by default, see
     docs/cluster.md); few keep small runs fast, raise it (e.g. 64+) for millions of clips."""
+    files_per_read_task: int = 64
+    """Staged files (one per source) each dedup read task reads. The dedup reads only their hash
+    and ranking columns, and every read task costs scheduling: with a task per file (or Ray
+    Data's split of one file into 4) a small run's dedup took twice as long."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.phash_radius < 64:
@@ -272,6 +276,8 @@ class DedupConfig:
             )
         if self.num_partitions < 1:
             raise ValueError(f"num_partitions must be >= 1, got {self.num_partitions}")
+        if self.files_per_read_task < 1:
+            raise ValueError(f"files_per_read_task must be >= 1, got {self.files_per_read_task}")
         if not 0 < self.embedding_threshold <= 1:
             raise ValueError("embedding_threshold must be in (0, 1]")
 
