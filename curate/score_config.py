@@ -264,8 +264,8 @@ class DedupConfig:
     docs/cluster.md); few keep small runs fast, raise it (e.g. 64+) for millions of clips."""
     files_per_read_task: int = 64
     """Staged files (one per source) each dedup read task reads. The dedup reads only their hash
-    and ranking columns, and every read task costs scheduling: with a task per file (or Ray
-    Data's split of one file into 4) a small run's dedup took twice as long."""
+    and ranking columns, and every read task costs scheduling: in the blocks Ray Data chose
+    (one source's file split into 4) a small run's dedup took twice as long."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.phash_radius < 64:
