@@ -150,3 +150,32 @@ def test_a_one_second_clip_is_compared_with_a_longer_copy(ray_session):
                      "phash": hashes, "aesthetic": None})  # fmt: skip
     drops = find_duplicates(dataset(ray_session, rows), DedupConfig())
     assert [(d["clip_id"], d["kept_clip_id"]) for d in drops] == [("a", "b")]  # b is longer
+
+
+def test_the_dedup_reads_the_staged_clips_in_few_tasks(ray_session, tmp_path):
+    """One read task per dedup.files_per_read_task files (in the blocks Ray Data chose, four for
+    a one-source run, a small run's dedup took twice as long); only the clip rows of the
+    sources asked for come back."""
+    import dataclasses
+
+    import pyarrow.parquet as pq
+
+    from curate.config import CurateConfig
+    from curate.pipeline import staged_clips
+    from curate.stages import to_staged
+
+    files = []
+    for s in range(5):
+        rows = [{"_kind": "clip", "clip_id": f"c{s}{k}", "source_id": f"s{s}"} for k in range(2)]
+        rows += [{"_kind": "source", "source_id": f"s{s}"},
+                 {"_kind": "reject", "source_id": f"s{s}", "reason": "scene_too_short"}]  # fmt: skip
+        pq.write_table(to_staged(rows), tmp_path / f"{s}.parquet")
+        files.append(str(tmp_path / f"{s}.parquet"))
+    cfg = CurateConfig()
+    cfg = dataclasses.replace(cfg, dedup=dataclasses.replace(cfg.dedup, files_per_read_task=2))
+    ds = staged_clips(files, {"s0", "s1", "s2", "s4"}, cfg).materialize()
+    assert ds.num_blocks() == 3
+    assert sorted(r["clip_id"] for r in ds.take_all()) == [
+        "c00", "c01", "c10", "c11", "c20", "c21", "c40", "c41"
+    ]  # fmt: skip
+    assert staged_clips(files[:1], {"s0"}, CurateConfig()).materialize().num_blocks() == 1
