@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import time
+from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +60,36 @@ def configure_data_context() -> None:
     ctx.use_datasource_v2 = False
     if not os.environ.get("RAY_DATA_DEFAULT_SHUFFLE_STRATEGY"):
         ctx.shuffle_strategy = "sort_shuffle_pull_based"
+
+
+class _NoCpuWarning(logging.Filter):
+    """Drops Ray Data's "no available CPUs ... will hang" warning (see ``free_cpu_check``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "does not have any available CPUs" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def free_cpu_check(what: str, wait_s: float = 0.5) -> Iterator[None]:
+    """Around a Ray Data write: warn when no CPU is free, without Ray 2.60's false warning.
+
+    ``write_parquet`` checks ``ray.available_resources()`` again after its job has finished,
+    when the finished tasks' CPUs are often not back in that view yet, and warned "The
+    Dataset job will hang unless more CPUs are freed up" on every curate run. The check that
+    matters, before the job, is made here instead: waiting up to ``wait_s`` for the view to
+    catch up, then warning in plain words if no CPU is free."""
+    import ray
+
+    deadline = time.monotonic() + wait_s
+    while not ray.available_resources().get("CPU") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not ray.available_resources().get("CPU"):
+        log.warning("%s: no CPU of the Ray cluster is free now (other jobs or actors hold "
+                    "them); it starts when one is", what)  # fmt: skip
+    quiet = _NoCpuWarning()
+    ray_log = logging.getLogger("ray.data.dataset")
+    ray_log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        ray_log.removeFilter(quiet)

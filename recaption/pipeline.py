@@ -399,11 +399,12 @@ def _run_job(
     limit: int | None,
 ) -> dict[str, Any]:
     """Execute the job into OUT/_recaption/<run>, then commit the shards; this run's counts."""
-    from common.raylib import init_ray
+    from common.raylib import free_cpu_check, init_ray
 
     init_ray(address)
     staged = out / STAGING / run
-    build_dataset(clip_files, done, cfg, limit).write_parquet(str(staged))
+    with free_cpu_check("recaption"):
+        build_dataset(clip_files, done, cfg, limit).write_parquet(str(staged))
     stats = _write_outputs(staged, out, run, cfg.shard_max_rows)
     shutil.rmtree(out / STAGING, ignore_errors=True)
     return stats

@@ -145,7 +145,7 @@ def precompute_latents(
     import ray
     import ray.data
 
-    from common.raylib import init_ray
+    from common.raylib import free_cpu_check, init_ray
 
     init_ray(address)
     cfg_dict = dataclasses.asdict(cfg)
@@ -159,7 +159,8 @@ def precompute_latents(
         num_cpus=cfg.num_cpus,
         num_gpus=cfg.num_gpus or None,
     )
-    ds.write_parquet(str(dest_dir))
+    with free_cpu_check("latents"):
+        ds.write_parquet(str(dest_dir))
     import pyarrow.dataset as pads
 
     tbl = pads.dataset(str(dest_dir), format="parquet").to_table(columns=["latent_error"])
