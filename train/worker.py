@@ -353,7 +353,7 @@ class _Worker:
         (loss / cfg.grad_accum).backward()
         tokens = _core(self.model).num_tokens(*x0.shape[2:])
         self._add(float(per.detach().sum()), per, t, tokens)
-        return float(loss)
+        return float(loss.detach())
 
     def _optimizer_step(self) -> None:
         cfg = self.cfg
