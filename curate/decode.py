@@ -50,8 +50,8 @@ def _frames_pyav(
     order), so a damaged stretch costs at most the rest of its group of pictures; frames the
     decoder never returns at the end (an error swallowed at the flush) are an error too.
     Without ``errors`` it raises (and logs the frames lost in the flush). ``untimed``: frame
-    times are positions over the rate, not
-    the container's (and a damaged packet raises: nothing places the frames after it).
+    times are positions over the rate, not the container's (and a damaged packet raises:
+    nothing places the frames after it).
     """
     import av
 
